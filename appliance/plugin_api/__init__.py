@@ -1,0 +1,87 @@
+"""The documented plugin API: the only part of Tapir a plugin may import.
+
+See docs/plugin-guide.md. Everything a plugin needs is re-exported here::
+
+    from tapir.appliance.plugin_api import hookimpl, ApplicationPlugin, Item, ItemKind
+"""
+
+from .context import (
+    AssetInfo,
+    EndpointInfo,
+    NullProgress,
+    OptionSpec,
+    PluginContext,
+    PoolInfo,
+    ProgressReporter,
+)
+from .data import BackupSink, DiskImage, DiskReadFn, FileWriter, ParentIndex, RestoreSource
+from .errors import (
+    ChunkCorrupt,
+    ChunkMissing,
+    ConnectionFailed,
+    MediaFull,
+    PluginError,
+    RunCanceled,
+    TapirError,
+)
+from .hookspecs import PROJECT, hookimpl, hookspec
+from .items import ChunkRef, Extent, Item, ItemKind
+from .roles import (
+    ApplicationPlugin,
+    BackupLevel,
+    BackupRequest,
+    BackupResult,
+    Capacity,
+    HypervisorPlugin,
+    MediaPlugin,
+    MediaStore,
+    RestoreRequest,
+    RestoreResult,
+    SourcePlugin,
+    WriteSession,
+)
+
+API_VERSION = 1
+
+__all__ = [
+    "API_VERSION",
+    "PROJECT",
+    "ApplicationPlugin",
+    "AssetInfo",
+    "BackupLevel",
+    "BackupRequest",
+    "BackupResult",
+    "BackupSink",
+    "Capacity",
+    "ChunkCorrupt",
+    "ChunkMissing",
+    "ChunkRef",
+    "ConnectionFailed",
+    "DiskImage",
+    "DiskReadFn",
+    "EndpointInfo",
+    "Extent",
+    "FileWriter",
+    "HypervisorPlugin",
+    "Item",
+    "ItemKind",
+    "MediaFull",
+    "MediaPlugin",
+    "MediaStore",
+    "NullProgress",
+    "OptionSpec",
+    "ParentIndex",
+    "PluginContext",
+    "PluginError",
+    "PoolInfo",
+    "ProgressReporter",
+    "RestoreRequest",
+    "RestoreResult",
+    "RestoreSource",
+    "RunCanceled",
+    "SourcePlugin",
+    "TapirError",
+    "WriteSession",
+    "hookimpl",
+    "hookspec",
+]

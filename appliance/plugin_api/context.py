@@ -1,0 +1,96 @@
+"""The narrow view of the appliance that a plugin receives.
+
+A plugin never imports the engine. Everything it may use (a logger, a progress
+reporter, cancellation, secrets, a private state folder and a few catalog look-ups)
+arrives in a :class:`PluginContext`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+class ProgressReporter(Protocol):
+    """Reports how far a long operation is; the CLI and web panel show bytes, rate and ETA."""
+
+    def set_total(self, bytes_total: int | None = None, items_total: int | None = None) -> None:
+        """Announce what is expected, when the plugin knows it (otherwise it stays unknown)."""
+
+    def advance(self, bytes_done: int = 0, items_done: int = 0, current: str | None = None) -> None:
+        """Add to the done counters; ``current`` names what is being worked on."""
+
+
+class NullProgress:
+    """A progress reporter that records nothing (tests, dry runs)."""
+
+    def set_total(self, bytes_total: int | None = None, items_total: int | None = None) -> None:
+        return None
+
+    def advance(self, bytes_done: int = 0, items_done: int = 0, current: str | None = None) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class AssetInfo:
+    """Something to protect, as a plugin discovers it (a VM, a database, a host's files)."""
+
+    kind: str
+    name: str
+    external_id: str
+    metadata: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    """A registered endpoint (vCenter, XenServer pool, database server, file agent)."""
+
+    name: str
+    plugin: str
+    address: str
+    options: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """A pool as the media plugin sees it: its name, id and the operator's options."""
+
+    id: int
+    name: str
+    media: str
+    options: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """An option a plugin accepts (job, endpoint or pool); forms are built from it."""
+
+    name: str
+    type: str = "str"  # str, int, bool, path, list[str], secret, choice
+    help: str = ""
+    required: bool = False
+    default: object = None
+    choices: tuple[str, ...] = ()
+
+
+def _no_secret(name: str) -> str:
+    raise KeyError(f"no secret store in this context (asked for {name!r})")
+
+
+@dataclass
+class PluginContext:
+    """Everything a plugin may use from the appliance during one call."""
+
+    logger: logging.Logger
+    progress: ProgressReporter = field(default_factory=NullProgress)
+    #: Raises :class:`~tapir.appliance.plugin_api.errors.RunCanceled` once the operator cancels.
+    check_canceled: Callable[[], None] = lambda: None
+    #: Returns the plain text of a named secret (an endpoint password...) or raises KeyError.
+    read_secret: Callable[[str], str] = field(default=lambda name: _no_secret(name))
+    #: A folder the plugin owns for caches and state; it survives restarts.
+    state_dir: Path | None = None
+    #: Catalog look-ups offered to plugins, by name (documented in docs/plugin-guide.md).
+    catalog: dict[str, Callable[..., object]] = field(default_factory=dict)

@@ -1,0 +1,227 @@
+"""The three plugin roles, as abstract interfaces defined by the core.
+
+A plugin implements one or more of these classes and returns instances from the
+matching registration hook (see :mod:`.hookspecs`). The engine calls only the
+methods declared here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .context import AssetInfo, EndpointInfo, OptionSpec, PluginContext, PoolInfo
+from .data import BackupSink, RestoreSource
+
+
+class BackupLevel:
+    FULL = "full"
+    INCREMENTAL = "incremental"
+    LOG = "log"
+
+
+@dataclass
+class BackupRequest:
+    """One asset to back up within a run."""
+
+    asset: AssetInfo
+    level: str  # BackupLevel
+    options: dict[str, object] = field(default_factory=dict)  # the job's plugin options
+    endpoint: EndpointInfo | None = None
+
+
+@dataclass
+class BackupResult:
+    """What a plugin reports after a backup; ``metadata`` is stored with the recovery point."""
+
+    metadata: dict[str, object] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RestoreRequest:
+    """What to restore and where."""
+
+    asset: AssetInfo
+    target: Path | None = None  # a local folder; None means the original location
+    paths: list[bytes] | None = None  # None: everything
+    in_place: bool = False
+    overwrite: str = "never"  # never | older | always
+    options: dict[str, object] = field(default_factory=dict)
+    endpoint: EndpointInfo | None = None
+
+
+@dataclass
+class RestoreResult:
+    items_restored: int = 0
+    bytes_restored: int = 0
+    skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class SourcePlugin(ABC):
+    """Common ground of the hypervisor and application roles: things that produce backups."""
+
+    #: Unique plugin name, e.g. "files", "vmware", "postgresql".
+    name: str = ""
+    #: Human-readable title for the CLI and web panel.
+    title: str = ""
+
+    def job_options(self) -> list[OptionSpec]:
+        """Options a job using this plugin accepts (the panel builds its form from these)."""
+        return []
+
+    def endpoint_options(self) -> list[OptionSpec]:
+        """Options to register an endpoint of this plugin (address, user, secret...)."""
+        return []
+
+    def capabilities(self) -> set[str]:
+        """What the plugin can do, e.g. {"incremental", "quiesce", "file-restore"}."""
+        return set()
+
+    @abstractmethod
+    def discover(self, endpoint: EndpointInfo | None, ctx: PluginContext) -> list[AssetInfo]:
+        """List the assets an endpoint offers (None: the appliance itself)."""
+
+    @abstractmethod
+    def backup(self, request: BackupRequest, sink: BackupSink, ctx: PluginContext) -> BackupResult:
+        """Write one recovery point of ``request.asset`` into ``sink``.
+
+        For an incremental, ``sink.parent`` is the previous recovery point. Raise
+        :class:`~.errors.PluginError` for failures an operator can act on; the engine
+        discards everything written when this method raises.
+        """
+
+    @abstractmethod
+    def restore(
+        self, request: RestoreRequest, source: RestoreSource, ctx: PluginContext
+    ) -> RestoreResult:
+        """Restore (part of) a recovery point read through ``source``."""
+
+
+class ApplicationPlugin(SourcePlugin):
+    """Guest applications and file systems: databases, mail, directories, a host's files."""
+
+    def freeze(self, asset: AssetInfo, ctx: PluginContext) -> None:
+        """Bring the application to a consistent state on disk (before a snapshot)."""
+        return None
+
+    def thaw(self, asset: AssetInfo, ctx: PluginContext) -> None:
+        """Undo :meth:`freeze`; always called, also when the snapshot failed."""
+        return None
+
+    def restore_item(
+        self, request: RestoreRequest, item: str, source: RestoreSource, ctx: PluginContext
+    ) -> RestoreResult:
+        """Restore one application item (a database, a table, a mailbox...)."""
+        raise NotImplementedError(f"{self.name} does not offer single item restore")
+
+
+class HypervisorPlugin(SourcePlugin):
+    """Hypervisors: image backups of whole machines through snapshots."""
+
+    @abstractmethod
+    def test_connection(self, endpoint: EndpointInfo, ctx: PluginContext) -> None:
+        """Log in and out once; raise :class:`~.errors.ConnectionFailed` with the reason."""
+
+
+@dataclass
+class Capacity:
+    """Space on a medium, in bytes; None where the medium cannot tell."""
+
+    total: int | None
+    used: int
+    free: int | None
+
+
+class WriteSession(ABC):
+    """Chunks written during one backup. Nothing is durable or visible before :meth:`commit`."""
+
+    @abstractmethod
+    def put_chunk(self, chunk_id: bytes, blob: bytes) -> None:
+        """Store one sealed blob (compressed and encrypted by the engine). Thread-safe."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make every chunk put so far durable (fsync) and findable by later sessions."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop what this session wrote that no committed manifest references."""
+
+
+class MediaStore(ABC):
+    """An opened pool medium: a content-addressed store of sealed chunk blobs and manifests."""
+
+    @abstractmethod
+    def get_config(self, name: str) -> bytes | None:
+        """A small named file of the medium (format, wrapped keys), or None."""
+
+    @abstractmethod
+    def put_config(self, name: str, data: bytes) -> None:
+        """Write a small named file atomically."""
+
+    @abstractmethod
+    def begin(self) -> WriteSession:
+        """Start a write session."""
+
+    @abstractmethod
+    def has_chunk(self, chunk_id: bytes) -> bool:
+        """True when a committed chunk with this id exists (deduplication)."""
+
+    @abstractmethod
+    def get_chunk(self, chunk_id: bytes) -> bytes:
+        """A committed chunk's sealed blob; raises :class:`~.errors.ChunkMissing`."""
+
+    @abstractmethod
+    def chunk_ids(self) -> Iterator[bytes]:
+        """Every committed chunk id."""
+
+    @abstractmethod
+    def put_manifest(self, name: str, blob: bytes) -> None:
+        """Store a recovery point's sealed manifest atomically; call after commit."""
+
+    @abstractmethod
+    def get_manifest(self, name: str) -> bytes:
+        """A sealed manifest; raises FileNotFoundError."""
+
+    @abstractmethod
+    def manifests(self) -> list[str]:
+        """Names of every stored manifest (so the catalog can be rebuilt from the medium)."""
+
+    @abstractmethod
+    def delete_manifest(self, name: str) -> None:
+        """Remove a manifest (prune); its chunks stay until garbage collection."""
+
+    @abstractmethod
+    def delete_chunks(self, chunk_ids: Iterable[bytes]) -> int:
+        """Remove chunks no manifest references; returns bytes reclaimed."""
+
+    @abstractmethod
+    def capacity(self) -> Capacity:
+        """Space used and free."""
+
+    def close(self) -> None:
+        """Release files, locks and devices."""
+        return None
+
+
+class MediaPlugin(ABC):
+    """A pool backend: disk folders, tape libraries, LTFS..."""
+
+    name: str = ""
+    title: str = ""
+
+    def pool_options(self) -> list[OptionSpec]:
+        """Options to create a pool of this medium (path, library, drives...)."""
+        return []
+
+    @abstractmethod
+    def create(self, pool: PoolInfo, ctx: PluginContext) -> MediaStore:
+        """Initialise a new, empty medium for ``pool``; refuse one that holds data."""
+
+    @abstractmethod
+    def open(self, pool: PoolInfo, ctx: PluginContext) -> MediaStore:
+        """Open an existing medium."""
