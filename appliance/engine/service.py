@@ -115,7 +115,7 @@ class Appliance:
         raise NotImplementedError
 
     def create_retention_policy(self, name: str, **rules: int | None) -> RetentionPolicy:
-        """Rules: keep_within_days, keep_last, keep_daily, keep_weekly, keep_monthly, keep_yearly."""
+        """Rules: keep_within_days, keep_last, keep_daily/weekly/monthly/yearly."""
         raise NotImplementedError
 
     def retention_policies(self) -> list[RetentionPolicy]:
