@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite needs, only those missing.
+# The tests start real servers and tools from these packages themselves.
+set -euo pipefail
+
+need=()
+have_cmd() { command -v "$1" >/dev/null 2>&1; }
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+# command-or-file -> package
+check() {
+    local probe=$1 pkg=$2
+    if [[ $probe == /* ]]; then
+        compgen -G "$probe" >/dev/null || need+=("$pkg")
+    else
+        have_cmd "$probe" || need+=("$pkg")
+    fi
+}
+
+check '/usr/lib/postgresql/*/bin/initdb' postgresql   # catalog tests on a real PostgreSQL
+check setfacl acl                                       # ACL round trips in the file source
+check setfattr attr                                     # extended attributes
+check qemu-img qemu-utils                               # disk images for the image path
+check zstd zstd
+check restic restic                                     # benchmark peers
+check borg borgbackup
+
+if ((${#need[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "missing Debian packages: ${need[*]} (run as root, or install them)" >&2
+        exit 1
+    fi
+    echo "installing: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
