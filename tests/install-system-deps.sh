@@ -22,6 +22,7 @@ check setfacl acl                                       # ACL round trips in the
 check setfattr attr                                     # extended attributes
 check qemu-img qemu-utils                               # disk images for the image path
 check zstd zstd
+check /usr/lib/python3/dist-packages/nbd.py python3-libnbd   # qcow2 reads in the imagefile plugin
 check restic restic                                     # benchmark peers
 check borg borgbackup
 

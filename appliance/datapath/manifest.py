@@ -9,9 +9,15 @@ point of a backup on the medium (the catalog row follows it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import msgpack
 
 FORMAT_VERSION = 1
+
+# Fields every manifest must carry; the others fall back to their defaults.
+_REQUIRED = ("id", "asset", "kind", "level", "created_at", "version")
 
 
 @dataclass
@@ -33,9 +39,58 @@ class Manifest:
 
     def encode(self) -> bytes:
         """Serialise to msgpack (sealed by the repository before storing)."""
-        raise NotImplementedError
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        doc["item_stream"] = [bytes(cid) for cid in self.item_stream]
+        try:
+            return msgpack.packb(doc, use_bin_type=True, datetime=False)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"manifest {self.id} cannot be encoded: {exc}") from None
 
     @classmethod
     def decode(cls, data: bytes) -> Manifest:
         """Parse; raises ValueError on an unknown version or a malformed document."""
-        raise NotImplementedError
+        try:
+            doc: Any = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        except (ValueError, msgpack.UnpackException) as exc:
+            raise ValueError(f"malformed manifest: {exc}") from None
+        if not isinstance(doc, dict):
+            raise ValueError("malformed manifest: not a map")
+        missing = [name for name in _REQUIRED if name not in doc]
+        if missing:
+            raise ValueError(f"malformed manifest: missing {', '.join(missing)}")
+        if doc["version"] != FORMAT_VERSION:
+            raise ValueError(
+                f"manifest format version {doc['version']!r} is not supported "
+                f"(this Tapir reads version {FORMAT_VERSION})"
+            )
+        known = {f.name for f in fields(cls)}
+        # Unknown keys are ignored: a later minor revision may add fields.
+        values = {k: v for k, v in doc.items() if k in known}
+        manifest = cls(**values)
+        _check_types(manifest)
+        return manifest
+
+
+def _check_types(m: Manifest) -> None:
+    checks: list[tuple[str, bool]] = [
+        ("id", isinstance(m.id, str) and bool(m.id)),
+        ("asset", isinstance(m.asset, dict)),
+        ("kind", isinstance(m.kind, str)),
+        ("level", isinstance(m.level, str)),
+        ("created_at", isinstance(m.created_at, str)),
+        ("parent", m.parent is None or isinstance(m.parent, str)),
+        ("job", m.job is None or isinstance(m.job, str)),
+        (
+            "item_stream",
+            isinstance(m.item_stream, list)
+            and all(isinstance(c, bytes) and len(c) == 32 for c in m.item_stream),
+        ),
+        ("items", isinstance(m.items, int)),
+        ("bytes_logical", isinstance(m.bytes_logical, int)),
+        ("bytes_new", isinstance(m.bytes_new, int)),
+        ("warnings", isinstance(m.warnings, list)),
+        ("metadata", isinstance(m.metadata, dict)),
+    ]
+    bad = [name for name, ok in checks if not ok]
+    if bad:
+        raise ValueError(f"malformed manifest: bad {', '.join(bad)}")

@@ -2,89 +2,278 @@
 
 The CLI, the web panel, the scheduler and the workers all go through this facade,
 so an operation behaves the same from every entry point. Methods return plain
-dataclasses or catalog rows (detached from their session), never sessions.
+dataclasses or catalog rows (detached from their session, with the relationships
+they are shown with already loaded), never sessions.
+
+Every change is written to the audit log. The actor is the OS user unless the
+caller wraps the call in :meth:`Appliance.acting_as` (the web panel does, per
+request).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
+import contextvars
+import fnmatch
+import functools
+import getpass
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from .. import security
 from ..catalog.database import Catalog
-from ..catalog.models import Job, Pool, RecoveryPoint, RetentionPolicy, Run
-from ..config import Settings
+from ..catalog.models import (
+    Asset,
+    AuditEvent,
+    Job,
+    Pool,
+    RecoveryPoint,
+    RetentionPolicy,
+    Run,
+    RunLogLine,
+    RunState,
+    Schedule,
+    User,
+    utcnow,
+)
+from ..config import Settings, load_settings
 from ..datapath.repository import GcReport, Repository, VerifyReport
-from ..plugin_api.items import Item
+from ..plugin_api.errors import TapirError
+from ..plugin_api.items import Item, ItemKind
 from ..plugin_api.roles import RestoreResult
-from ..plugin_manager import PluginRegistry
+from ..plugin_manager import PluginRegistry, load_plugins
+from . import pools as pools_mod
+from . import runs as runs_mod
+from . import scheduler
+from .backup import LEVELS, execute_backup
+from .context import EngineContext
+from .monitor import cancel_locally
+from .progress import ProgressListener, ProgressSnapshot, RunProgress
+from .prune import PruneDecision, PrunePlan
+from .prune import prune as prune_points
+from .restore import latest_point_of_job, restore_point, validate_restore_target
+from .retention import RULE_NAMES
+
+__all__ = [
+    "Appliance",
+    "ProgressListener",
+    "ProgressSnapshot",
+    "PruneDecision",
+    "PrunePlan",
+]
+
+log = logging.getLogger(__name__)
+
+ROLES = ("admin", "operator", "read-only")
+_actor: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.ContextVar(
+    "tapir_actor", default=None
+)
 
 
-@dataclass
-class ProgressSnapshot:
-    """What a progress listener receives, several times a second at most."""
-
-    run_id: int | None
-    phase: str  # "backup", "restore", "verify"...
-    bytes_done: int
-    bytes_total: int | None
-    items_done: int
-    items_total: int | None
-    current: str | None
-    elapsed: float  # seconds
-    rate: float  # bytes per second, smoothed
-
-    @property
-    def eta(self) -> float | None:
-        if not self.bytes_total or self.rate <= 0:
-            return None
-        return max(0.0, (self.bytes_total - self.bytes_done) / self.rate)
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return f"uid:{os.getuid()}"
 
 
-ProgressListener = Callable[[ProgressSnapshot], None]
+def local_timezone() -> str:
+    """The host's zone name (TZ, /etc/timezone or /etc/localtime), else UTC."""
+    tz = os.environ.get("TZ", "").lstrip(":")
+    if tz:
+        return tz
+    try:
+        text = Path("/etc/timezone").read_text().strip()
+        if text:
+            return text
+    except OSError:
+        pass
+    try:
+        target = os.readlink("/etc/localtime")
+        if "zoneinfo/" in target:
+            return target.split("zoneinfo/", 1)[1]
+    except OSError:
+        pass
+    return "UTC"
 
 
-@dataclass
-class PruneDecision:
-    recovery_point_id: str
-    asset: str
-    job: str | None
-    created_at: datetime
-    keep: bool
-    reasons: list[str] = field(default_factory=list)  # e.g. ["keep-last 3", "daily"]
-
-
-@dataclass
-class PrunePlan:
-    decisions: list[PruneDecision]
-    dry_run: bool
-    deleted: int = 0
+def _local_zone() -> tzinfo:
+    try:
+        return ZoneInfo(local_timezone())
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
 
 
 class Appliance:
+    """Every operation of the appliance; see the module docstring."""
+
     settings: Settings
     catalog: Catalog
     registry: PluginRegistry
+
+    def __init__(self, settings: Settings, catalog: Catalog, registry: PluginRegistry) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.registry = registry
+        self.env = EngineContext(settings, catalog, registry)
+        self.worker = runs_mod.worker_name()
 
     @classmethod
     def open(
         cls, settings: Settings | None = None, registry: PluginRegistry | None = None
     ) -> Appliance:
         """Open the catalog (migrating it) and load plugins; runs crash recovery of stale runs."""
-        raise NotImplementedError
+        settings = settings or load_settings()
+        catalog = Catalog(settings.database_url)
+        try:
+            catalog.upgrade()
+            app = cls(settings, catalog, registry if registry is not None else load_plugins())
+            app.recover_stale_runs()
+        except BaseException:
+            catalog.dispose()
+            raise
+        return app
 
     def initialize(self) -> str | None:
         """Prepare a new home: folders, master key, catalog, the 'default' disk pool under
         home/pools/default and an 'admin' user. Returns the generated admin password the
         first time (it is printed once, never stored in plain text), None afterwards."""
-        raise NotImplementedError
+        for folder in (self.settings.home, self.settings.pools_dir, self.settings.logs_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        security.create_master_key(self.settings)
+        self.catalog.upgrade()
+        with self.catalog.session() as s:
+            has_default = s.scalar(select(Pool.id).where(Pool.name == pools_mod.DEFAULT_POOL))
+        if has_default is None:
+            self.create_pool(
+                pools_mod.DEFAULT_POOL,
+                "disk",
+                path=self.settings.pools_dir / pools_mod.DEFAULT_POOL,
+            )
+        password = None
+        with self.catalog.session() as s:
+            if s.scalar(select(User.id).where(User.username == "admin")) is None:
+                password = security.generate_password()
+                s.add(
+                    User(
+                        username="admin",
+                        password_hash=security.hash_password(password),
+                        role="admin",
+                        must_change_password=True,
+                    )
+                )
+        if password is not None:
+            self.audit(self._actor(), "init", str(self.settings.home))
+        return password
 
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the catalog's connections."""
+        self.catalog.dispose()
+
+    def __enter__(self) -> Appliance:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Audit and actors
+
+    @contextmanager
+    def acting_as(self, actor: str, remote_addr: str | None = None) -> Iterator[None]:
+        """Attribute the changes made inside the block to ``actor`` (a web user)."""
+        token = _actor.set((actor, remote_addr))
+        try:
+            yield
+        finally:
+            _actor.reset(token)
+
+    def _actor(self) -> str:
+        current = _actor.get()
+        return current[0] if current else _os_user()
+
+    def _audit(self, action: str, target: str = "", **details: Any) -> None:
+        self.audit(self._actor(), action, target, **details)
+
+    def audit(self, actor: str, action: str, target: str = "", **details: Any) -> None:
+        """Record who changed what (the remote address comes from :meth:`acting_as`)."""
+        current = _actor.get()
+        remote = details.pop("remote_addr", None) or (current[1] if current else None)
+        with self.catalog.session() as s:
+            s.add(
+                AuditEvent(
+                    at=utcnow(),
+                    actor=actor,
+                    action=action,
+                    target=target,
+                    remote_addr=remote,
+                    details=_jsonable(details),
+                )
+            )
+
+    def audit_events(self, limit: int = 100) -> list[AuditEvent]:
+        """The newest audit events first."""
+        with self.catalog.session() as s:
+            q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+            return list(s.scalars(q))
+
+    # Secrets and users
+
+    def set_secret(self, name: str, value: str) -> None:
+        """Store a credential sealed with the master key."""
+        key = self.env.master_key()
+        with self.catalog.session() as s:
+            security.store_secret(s, key, name, value)
+        self._audit("secret.set", name)
+
+    def read_secret(self, name: str) -> str:
+        """The plain text of a sealed credential; KeyError when unknown."""
+        return self.env.read_secret(name)
+
+    def create_user(self, username: str, password: str, role: str = "read-only") -> User:
+        """Add a panel user; ValueError for a taken name or an unknown role."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r} (choose from {', '.join(ROLES)})")
+        if not username or len(username) > 100:
+            raise ValueError("a user name is 1 to 100 characters")
+        with self.catalog.session() as s:
+            if s.scalar(select(User.id).where(User.username == username)) is not None:
+                raise ValueError(f"a user named {username!r} already exists")
+            user = User(
+                username=username, password_hash=security.hash_password(password), role=role
+            )
+            s.add(user)
+        self._audit("user.create", username, role=role)
+        return user
+
+    def set_password(self, username: str, password: str) -> None:
+        """Replace a user's password (and clear 'must change password')."""
+        with self.catalog.session() as s:
+            user = s.scalar(select(User).where(User.username == username))
+            if user is None:
+                raise KeyError(f"no user named {username!r}")
+            user.password_hash = security.hash_password(password)
+            user.must_change_password = False
+        self._audit("user.password", username)
+
+    def authenticate(self, username: str, password: str) -> User | None:
+        """The user when the password matches, else None (same cost either way)."""
+        with self.catalog.session() as s:
+            user = s.scalar(select(User).where(User.username == username))
+        encoded = user.password_hash if user else _dummy_hash()
+        ok = security.verify_password(password, encoded)
+        return user if ok and user is not None else None
 
     # Pools and retention
+
     def create_pool(
         self,
         name: str,
@@ -95,33 +284,127 @@ class Appliance:
         compression: str = "zstd:3",
         retention: str | None = None,
         options: dict[str, Any] | None = None,
+        max_concurrent_runs: int | None = None,
     ) -> Pool:
-        raise NotImplementedError
+        """Create a pool's medium and repository, then its catalog row."""
+        pool = pools_mod.create_pool(
+            self.env,
+            name,
+            media,
+            path=path,
+            encrypted=encrypted,
+            compression=compression,
+            retention=retention,
+            options=options,
+            max_concurrent_runs=max_concurrent_runs,
+        )
+        self._audit(
+            "pool.create",
+            name,
+            media=media,
+            options=pool.options,
+            encrypted=encrypted,
+            compression=compression,
+            retention=retention,
+        )
+        return self._pool(name)
 
     def pools(self) -> list[Pool]:
-        raise NotImplementedError
+        """Every pool, by name."""
+        with self.catalog.session() as s:
+            q = select(Pool).options(selectinload(Pool.retention_policy)).order_by(Pool.name)
+            return list(s.scalars(q))
+
+    def _pool(self, name: str) -> Pool:
+        with self.catalog.session() as s:
+            pool = s.scalar(
+                select(Pool).options(selectinload(Pool.retention_policy)).where(Pool.name == name)
+            )
+            if pool is None:
+                raise KeyError(f"no pool named {name!r}")
+            return pool
 
     def pool_usage(self, name: str) -> dict[str, Any]:
         """{"used", "free", "total", "logical", "dedup_ratio", "recovery_points"}."""
-        raise NotImplementedError
+        pool = self._pool(name)
+        with pools_mod.open_repository(self.env, pool) as repo:
+            cap = repo.store.capacity()
+        with self.catalog.session() as s:
+            count, logical = s.execute(
+                select(
+                    func.count(RecoveryPoint.id),
+                    func.coalesce(func.sum(RecoveryPoint.bytes_logical), 0),
+                ).where(RecoveryPoint.pool_id == pool.id)
+            ).one()
+        return {
+            "used": cap.used,
+            "free": cap.free,
+            "total": cap.total,
+            "logical": int(logical),
+            # Logical bytes protected per byte stored (dedup and compression together).
+            "dedup_ratio": (int(logical) / cap.used) if cap.used else None,
+            "recovery_points": int(count),
+        }
 
     def repository(self, pool_name: str) -> Repository:
-        raise NotImplementedError
+        """The pool's opened repository; call ``repo.store.close()`` when done."""
+        pool = self._pool(pool_name)
+        store = self.registry.media_plugin(pool.media).open(
+            pools_mod.pool_info(pool), self.env.plugin_context(pool.media)
+        )
+        try:
+            return Repository.open(store, master_key=self.env.master_key())
+        except BaseException:
+            store.close()
+            raise
 
     def export_pool_key(self, pool_name: str, passphrase: str) -> bytes:
-        raise NotImplementedError
+        """The pool's keys protected by ``passphrase`` (keep it apart from the appliance)."""
+        if not passphrase:
+            raise ValueError("an exported key needs a passphrase")
+        with pools_mod.open_repository(self.env, self._pool(pool_name)) as repo:
+            data = repo.export_key(passphrase)
+        self._audit("pool.key.export", pool_name)
+        return data
 
     def import_pool_key(self, pool_name: str, exported: bytes, passphrase: str) -> None:
-        raise NotImplementedError
+        """Re-wrap an exported key with this appliance's master key on the pool's medium."""
+        pool = self._pool(pool_name)
+        store = self.registry.media_plugin(pool.media).open(
+            pools_mod.pool_info(pool), self.env.plugin_context(pool.media)
+        )
+        try:
+            Repository.import_key(store, exported, passphrase, master_key=self.env.master_key())
+        finally:
+            store.close()
+        self._audit("pool.key.import", pool_name)
 
     def create_retention_policy(self, name: str, **rules: int | None) -> RetentionPolicy:
         """Rules: keep_within_days, keep_last, keep_daily/weekly/monthly/yearly."""
-        raise NotImplementedError
+        pools_mod.validate_name("retention policy", name)
+        unknown = sorted(set(rules) - set(RULE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown retention rules: {', '.join(unknown)}")
+        for rule, value in rules.items():
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{rule} must be a whole number >= 0, not {value!r}")
+        if not any(rules.values()):
+            raise ValueError("a retention policy needs at least one rule")
+        with self.catalog.session() as s:
+            if s.scalar(select(RetentionPolicy.id).where(RetentionPolicy.name == name)):
+                raise ValueError(f"a retention policy named {name!r} already exists")
+            policy = RetentionPolicy(name=name, **rules)
+            s.add(policy)
+        self._audit("retention.create", name, **rules)
+        return policy
 
     def retention_policies(self) -> list[RetentionPolicy]:
-        raise NotImplementedError
+        """Every retention policy, by name."""
+        with self.catalog.session() as s:
+            return list(s.scalars(select(RetentionPolicy).order_by(RetentionPolicy.name)))
 
     # Jobs and runs
+
     def create_job(
         self,
         name: str,
@@ -132,62 +415,280 @@ class Appliance:
         schedule: str | None = None,
         retention: str | None = None,
         selection: dict[str, Any] | None = None,
+        timezone: str | None = None,
+        full_every: int | None = None,
+        max_retries: int = 0,
     ) -> Job:
-        raise NotImplementedError
+        """Create a backup job; ``schedule`` is a cron expression in ``timezone``
+        (default: the host's zone)."""
+        pools_mod.validate_name("job", name)
+        source = self.registry.source_plugin(plugin)
+        opts = dict(options or {})
+        specs = {o.name: o for o in source.job_options()}
+        if specs:
+            unknown = sorted(set(opts) - set(specs))
+            if unknown:
+                raise ValueError(
+                    f"plugin {plugin!r} has no job option {', '.join(unknown)} "
+                    f"(known: {', '.join(sorted(specs))})"
+                )
+            missing = [n for n, o in specs.items() if o.required and n not in opts]
+            if missing:
+                raise ValueError(f"plugin {plugin!r} needs the job option {', '.join(missing)}")
+        tz = timezone or local_timezone()
+        cron = None
+        if schedule:
+            cron = scheduler.validate_cron(schedule)
+            scheduler.zone(tz)
+        if full_every is not None and full_every < 1:
+            raise ValueError("full_every must be at least 1")
+        if max_retries < 0:
+            raise ValueError("max_retries cannot be negative")
+        with self.catalog.session() as s:
+            if s.scalar(select(Job.id).where(Job.name == name)) is not None:
+                raise ValueError(f"a job named {name!r} already exists")
+            pool_id = s.scalar(select(Pool.id).where(Pool.name == pool))
+            if pool_id is None:
+                raise KeyError(f"no pool named {pool!r}")
+            policy_id = None
+            if retention is not None:
+                policy_id = s.scalar(
+                    select(RetentionPolicy.id).where(RetentionPolicy.name == retention)
+                )
+                if policy_id is None:
+                    raise KeyError(f"no retention policy named {retention!r}")
+            job = Job(
+                name=name,
+                plugin=plugin,
+                pool_id=pool_id,
+                options=_jsonable(opts),
+                selection=_jsonable(dict(selection or {})),
+                retention_policy_id=policy_id,
+                full_every=full_every,
+                max_retries=max_retries,
+            )
+            if cron:
+                job.schedules.append(
+                    Schedule(
+                        cron=cron,
+                        timezone=tz,
+                        next_run_at=scheduler.next_fire(cron, tz, utcnow()),
+                    )
+                )
+            s.add(job)
+        self._audit(
+            "job.create", name, plugin=plugin, pool=pool, options=opts, schedule=cron, timezone=tz
+        )
+        return self._job(name)
+
+    def _job(self, name: str) -> Job:
+        with self.catalog.session() as s:
+            job = s.scalar(_job_query().where(Job.name == name))
+            if job is None:
+                raise KeyError(f"no job named {name!r}")
+            return job
 
     def jobs(self) -> list[Job]:
-        raise NotImplementedError
+        """Every job, by name, with its pool, policy and schedules loaded."""
+        with self.catalog.session() as s:
+            return list(s.scalars(_job_query().order_by(Job.name)))
+
+    def next_runs(self, job_name: str, n: int = 5) -> list[datetime]:
+        """The next ``n`` scheduled times of a job (UTC), over all its schedules."""
+        job = self._job(job_name)
+        times = sorted(
+            t for sched in job.schedules if sched.enabled for t in scheduler.next_runs(sched, n)
+        )
+        return times[:n]
+
+    def tick_scheduler(self, now: datetime | None = None) -> list[int]:
+        """Queue the runs whose schedules are due; returns their ids."""
+        return scheduler.tick(self.catalog, now)
 
     def queue_run(self, job_name: str, level: str = "auto", trigger: str = "manual") -> int:
-        raise NotImplementedError
+        """Put a run of the job in the queue for a worker; returns its id."""
+        job = self._check_runnable(job_name, level)
+        run_id = runs_mod.queue_run(self.catalog, job.id, level=level, trigger=trigger)
+        runs_mod.log_line(self.catalog, run_id, f"queued ({trigger}, level {level})")
+        self._audit("run.queue", job_name, run=run_id, level=level, trigger=trigger)
+        return run_id
+
+    def _check_runnable(self, job_name: str, level: str) -> Job:
+        if level not in LEVELS:
+            raise ValueError(f"unknown backup level {level!r} (choose from {', '.join(LEVELS)})")
+        job = self._job(job_name)
+        if not job.enabled:
+            raise TapirError(f"job {job_name!r} is disabled")
+        return job
 
     def claim_next_run(self, worker: str) -> int | None:
         """Atomically move the oldest runnable queued run to 'running' for ``worker``."""
-        raise NotImplementedError
+        return runs_mod.claim_next_run(self.catalog, worker)
 
-    def execute_run(self, run_id: int, progress: ProgressListener | None = None) -> Run:
-        """Execute a claimed run in this process; returns the finished run row."""
-        raise NotImplementedError
+    def execute_run(
+        self,
+        run_id: int,
+        progress: ProgressListener | None = None,
+        *,
+        worker: str | None = None,
+    ) -> Run:
+        """Execute a claimed run in this process; returns the finished run row.
+
+        ``worker`` is the name the run was claimed with (default: this process's).
+        """
+        worker = worker or self.worker
+        run = self.run(run_id)
+        if run.kind != "backup":
+            runs_mod.finish_run(
+                self.catalog, run_id, RunState.FAILED, f"unknown run kind {run.kind!r}"
+            )
+            return self.run(run_id)
+        execute_backup(self.env, run_id, worker, progress)
+        return self.run(run_id)
 
     def run_job(
         self, job_name: str, level: str = "auto", progress: ProgressListener | None = None
     ) -> Run:
-        """Queue, claim and execute at once (the CLI's foreground mode)."""
-        raise NotImplementedError
+        """Queue, claim and execute at once (the CLI's foreground mode).
+
+        The run is created already claimed by this process, so a worker of
+        ``tapir serve`` cannot take it in between; the pool's concurrency limit
+        does not hold back a run the operator starts in the foreground.
+        """
+        job = self._check_runnable(job_name, level)
+        now = utcnow()
+        with self.catalog.session() as s:
+            run = Run(
+                job_id=job.id,
+                level=level,
+                trigger="manual",
+                state=RunState.RUNNING,
+                queued_at=now,
+                started_at=now,
+                heartbeat_at=now,
+                worker=self.worker,
+            )
+            s.add(run)
+            s.flush()
+            run_id = run.id
+        self._audit("run.start", job_name, run=run_id, level=level)
+        execute_backup(self.env, run_id, self.worker, progress)
+        return self.run(run_id)
 
     def cancel_run(self, run_id: int) -> None:
-        raise NotImplementedError
+        """Cancel a run: a queued one at once, a running one at its next progress call."""
+        state = runs_mod.request_cancel(self.catalog, run_id)
+        cancel_locally(run_id)
+        runs_mod.log_line(self.catalog, run_id, f"cancel requested by {self._actor()}", "WARNING")
+        self._audit("run.cancel", str(run_id), state=state)
 
     def runs(self, limit: int = 50, job: str | None = None) -> list[Run]:
-        raise NotImplementedError
+        """The newest runs first (of one job, when given)."""
+        with self.catalog.session() as s:
+            q = select(Run).options(selectinload(Run.job)).order_by(Run.id.desc()).limit(limit)
+            if job is not None:
+                job_id = s.scalar(select(Job.id).where(Job.name == job))
+                if job_id is None:
+                    raise KeyError(f"no job named {job!r}")
+                q = q.where(Run.job_id == job_id)
+            return list(s.scalars(q))
 
     def run(self, run_id: int) -> Run:
-        raise NotImplementedError
+        """One run; KeyError when unknown."""
+        with self.catalog.session() as s:
+            run = s.scalar(select(Run).options(selectinload(Run.job)).where(Run.id == run_id))
+            if run is None:
+                raise KeyError(f"no run {run_id}")
+            return run
 
     def run_log(self, run_id: int) -> list[tuple[datetime, str, str]]:
-        raise NotImplementedError
+        """(time, level, message) of every log line of a run, oldest first."""
+        self.run(run_id)
+        with self.catalog.session() as s:
+            q = select(RunLogLine).where(RunLogLine.run_id == run_id).order_by(RunLogLine.id)
+            return [(line.at, line.level, line.message) for line in s.scalars(q)]
 
     def recover_stale_runs(self) -> list[int]:
         """Mark runs left 'running' by a dead worker as failed; returns their ids."""
-        raise NotImplementedError
+        return runs_mod.recover_stale_runs(self.catalog)
 
     # Recovery points
+
     def recovery_points(
         self, asset: str | None = None, job: str | None = None
     ) -> list[RecoveryPoint]:
-        raise NotImplementedError
+        """Recovery points, newest first, of one asset (name or external id) and/or job."""
+        with self.catalog.session() as s:
+            q = _rp_query().order_by(RecoveryPoint.created_at.desc(), RecoveryPoint.id.desc())
+            if asset is not None:
+                q = q.join(Asset, RecoveryPoint.asset_id == Asset.id).where(
+                    (Asset.name == asset) | (Asset.external_id == asset)
+                )
+            if job is not None:
+                job_id = s.scalar(select(Job.id).where(Job.name == job))
+                if job_id is None:
+                    raise KeyError(f"no job named {job!r}")
+                q = q.where(RecoveryPoint.job_id == job_id)
+            return list(s.scalars(q))
 
     def recovery_point(self, ref: str) -> RecoveryPoint:
         """By id or unique id prefix (at least 6 characters); 'JOB:latest' also works."""
-        raise NotImplementedError
+        ref = ref.strip()
+        if ref.endswith(":latest"):
+            rp_id = latest_point_of_job(self.env, ref[: -len(":latest")]).id
+        else:
+            rp_id = ref
+        with self.catalog.session() as s:
+            rp = s.scalar(_rp_query().where(RecoveryPoint.id == rp_id))
+            if rp is not None:
+                return rp
+            if len(ref) < 6:
+                raise KeyError(f"no recovery point {ref!r} (a prefix needs 6 characters or more)")
+            escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            found = list(
+                s.scalars(
+                    _rp_query().where(RecoveryPoint.id.like(escaped + "%", escape="\\")).limit(2)
+                )
+            )
+        if not found:
+            raise KeyError(f"no recovery point {ref!r}")
+        if len(found) > 1:
+            raise KeyError(f"recovery point prefix {ref!r} is ambiguous; give more characters")
+        return found[0]
 
     def list_items(
         self, ref: str, path: bytes | None = None, recursive: bool = False
     ) -> Iterator[Item]:
-        raise NotImplementedError
+        """Items of a recovery point under ``path`` (default: the top level).
+
+        Without ``recursive``, only the entries directly below ``path`` (and the
+        item at ``path`` itself when it is not a directory).
+        """
+        rp = self.recovery_point(ref)
+        prefix = (path or b"").strip(b"/")
+        with pools_mod.open_repository(self.env, rp.pool) as repo:
+            manifest = repo.read_manifest(rp.id)
+            for item in repo.iter_items(manifest):
+                if item.path == prefix and item.kind == ItemKind.DIRECTORY:
+                    continue  # listing a folder shows what is in it
+                if _listed(item.path, prefix, recursive):
+                    yield item
 
     def find(self, pattern: str, job: str | None = None) -> Iterator[tuple[RecoveryPoint, Item]]:
-        raise NotImplementedError
+        """Items whose path matches the glob, across recovery points (newest first).
+
+        A pattern without '/' is matched against the base name, one with '/' against
+        the whole path.
+        """
+        whole = "/" in pattern
+        for rp in self.recovery_points(job=job):
+            with pools_mod.open_repository(self.env, rp.pool) as repo:
+                manifest = repo.read_manifest(rp.id)
+                for item in repo.iter_items(manifest):
+                    text = item.path.decode(errors="surrogateescape")
+                    subject = text if whole else text.rsplit("/", 1)[-1]
+                    if fnmatch.fnmatchcase(subject, pattern):
+                        yield rp, item
 
     def restore(
         self,
@@ -199,19 +700,118 @@ class Appliance:
         overwrite: str = "never",
         progress: ProgressListener | None = None,
     ) -> RestoreResult:
-        raise NotImplementedError
+        """Restore a recovery point (or some of its paths) to ``target`` or in place."""
+        rp = self.recovery_point(ref)
+        validate_restore_target(target, in_place, overwrite)
+        self._audit(
+            "restore",
+            rp.id,
+            paths=[p.decode(errors="replace") for p in paths or []],
+            destination=str(target) if target else None,
+            in_place=in_place,
+            overwrite=overwrite,
+        )
+        _, result = restore_point(
+            self.env,
+            rp.id,
+            self.worker,
+            paths,
+            target=target,
+            in_place=in_place,
+            overwrite=overwrite,
+            listener=progress,
+        )
+        return result
 
     def verify(self, ref_or_pool: str, progress: ProgressListener | None = None) -> VerifyReport:
-        raise NotImplementedError
+        """Re-read and check every chunk of a recovery point, or of a whole pool."""
+        reporter = RunProgress(None, "verify", listener=progress)
+        with self.catalog.session() as s:
+            pool = s.scalar(select(Pool).where(Pool.name == ref_or_pool))
+        if pool is not None:
+            with pools_mod.open_repository(self.env, pool) as repo:
+                report = repo.verify(None, progress=reporter)
+        else:
+            rp = self.recovery_point(ref_or_pool)
+            with pools_mod.open_repository(self.env, rp.pool) as repo:
+                report = repo.verify([rp.id], progress=reporter)
+        reporter.flush()
+        return report
 
     def prune(self, dry_run: bool = True, job: str | None = None) -> PrunePlan:
-        raise NotImplementedError
+        """Apply retention; a dry run only returns the plan."""
+        plan = prune_points(self.env, dry_run=dry_run, job=job, tz=_local_zone())
+        if not dry_run:
+            deleted = [d.recovery_point_id for d in plan.decisions if not d.keep]
+            self._audit("prune", job or "*", deleted=deleted)
+        return plan
 
     def gc(self, pool_name: str, dry_run: bool = False) -> GcReport:
-        raise NotImplementedError
+        """Delete chunks no manifest references; refused while backups write to the pool."""
+        pool = self._pool(pool_name)
+        if not dry_run:
+            with self.catalog.session() as s:
+                busy = s.scalar(
+                    select(func.count(Run.id))
+                    .join(Job, Run.job_id == Job.id)
+                    .where(Job.pool_id == pool.id, Run.state == RunState.RUNNING)
+                )
+            if busy:
+                # A running backup references chunks its manifest does not name yet.
+                raise TapirError(
+                    f"pool {pool_name!r} has {busy} running run(s); gc would delete their chunks"
+                )
+        with pools_mod.open_repository(self.env, pool) as repo:
+            report = repo.gc(dry_run=dry_run)
+        if not dry_run:
+            self._audit(
+                "gc",
+                pool_name,
+                chunks=report.chunks_unreferenced,
+                bytes=report.bytes_reclaimed,
+            )
+        return report
 
     def set_legal_hold(self, ref: str, hold: bool) -> None:
-        raise NotImplementedError
+        """Place or lift a legal hold: a held point is never pruned."""
+        rp = self.recovery_point(ref)
+        with self.catalog.session() as s:
+            row = s.get(RecoveryPoint, rp.id)
+            if row is None:
+                raise KeyError(f"no recovery point {ref!r}")
+            row.legal_hold = hold
+        self._audit("hold" if hold else "unhold", rp.id)
 
-    def audit(self, actor: str, action: str, target: str = "", **details: Any) -> None:
-        raise NotImplementedError
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Checked against when the user does not exist, so a wrong name costs as much time.
+    return security.hash_password("tapir-dummy-password-for-timing")
+
+
+def _job_query() -> Any:
+    return select(Job).options(
+        selectinload(Job.pool), selectinload(Job.retention_policy), selectinload(Job.schedules)
+    )
+
+
+def _rp_query() -> Any:
+    return select(RecoveryPoint).options(
+        selectinload(RecoveryPoint.asset),
+        selectinload(RecoveryPoint.pool),
+        selectinload(RecoveryPoint.job),
+    )
+
+
+def _listed(path: bytes, prefix: bytes, recursive: bool) -> bool:
+    if not prefix:
+        return recursive or b"/" not in path
+    if path == prefix:
+        return True
+    if not path.startswith(prefix + b"/"):
+        return False
+    return recursive or b"/" not in path[len(prefix) + 1 :]
+
+
+def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(value, default=str))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,8 @@ class RestoreResult:
     bytes_restored: int = 0
     skipped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: "path: reason" of every item that could not be restored (refused, data damaged...).
+    failed: list[str] = field(default_factory=list)
 
 
 class SourcePlugin(ABC):
@@ -84,6 +87,17 @@ class SourcePlugin(ABC):
     @abstractmethod
     def discover(self, endpoint: EndpointInfo | None, ctx: PluginContext) -> list[AssetInfo]:
         """List the assets an endpoint offers (None: the appliance itself)."""
+
+    def job_assets(
+        self, endpoint: EndpointInfo | None, options: dict[str, object], ctx: PluginContext
+    ) -> list[AssetInfo]:
+        """The assets a job with these options protects, before the job's selection rules.
+
+        The default is everything :meth:`discover` finds on the endpoint. A plugin
+        whose assets are defined by the job itself (a set of image files, a list of
+        paths on a host) overrides this.
+        """
+        return self.discover(endpoint, ctx)
 
     @abstractmethod
     def backup(self, request: BackupRequest, sink: BackupSink, ctx: PluginContext) -> BackupResult:
@@ -202,6 +216,18 @@ class MediaStore(ABC):
     @abstractmethod
     def capacity(self) -> Capacity:
         """Space used and free."""
+
+    def guard(self, exclusive: bool = False) -> AbstractContextManager[object]:
+        """Hold the medium against garbage collection.
+
+        A backup holds a shared guard from its first chunk until its manifest is
+        stored, so that chunks it deduplicated against or committed are never
+        collected before a manifest references them; garbage collection holds the
+        exclusive guard while it decides what is unreferenced and deletes it. The
+        guard must work across processes that share the medium. The default does
+        no locking, which is right only for a medium one process uses at a time.
+        """
+        return nullcontext()
 
     def close(self) -> None:
         """Release files, locks and devices."""

@@ -1,0 +1,1 @@
+"""The ``tapir`` command line: one module per command group, all going through the facade."""

@@ -1,0 +1,142 @@
+"""``tapir job``: define backup jobs, list them, run one now."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from ..catalog.models import Run, RunState
+from ..plugin_api.context import OptionSpec
+from .options import parse_options
+from .output import (
+    format_bytes,
+    format_duration,
+    format_time,
+    print_json,
+    print_table,
+    stderr_console,
+)
+from .progress import ProgressDisplay
+from .records import job_listing, run_duration
+from .state import CliState, pass_state
+
+LEVELS = ("auto", "full", "incremental")
+
+
+def _job_specs(state: CliState, plugin: str) -> list[OptionSpec]:
+    source = state.registry.sources.get(plugin)
+    return source.job_options() if source is not None else []
+
+
+@click.group()
+def job() -> None:
+    """Backup jobs: what to protect, where to, when."""
+
+
+@job.command("create")
+@click.argument("name")
+@click.option("--plugin", required=True, help="Source plugin, e.g. files.")
+@click.option("--pool", required=True, help="Pool the backups go to.")
+@click.option("--path", "paths", multiple=True, metavar="P", help="Path to back up (repeat).")
+@click.option("--include", multiple=True, metavar="GLOB", help="Only paths matching (repeat).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip paths matching (repeat).")
+@click.option("--schedule", metavar="CRON", help="Cron expression, e.g. '0 2 * * *'.")
+@click.option("--retention", metavar="POLICY", help="Retention policy name.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Plugin option.")
+@pass_state
+def job_create(
+    state: CliState,
+    name: str,
+    plugin: str,
+    pool: str,
+    paths: tuple[str, ...],
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    schedule: str | None,
+    retention: str | None,
+    options: tuple[str, ...],
+) -> None:
+    """Create the backup job NAME.
+
+    --path (made absolute), --include and --exclude become the plugin options
+    ``paths``, ``include`` and ``exclude`` (lists); --option sets any other option
+    the plugin declares.
+    """
+    opts = parse_options(options, _job_specs(state, plugin))
+    # Relative paths mean the operator's working folder; the job runs elsewhere later.
+    absolute = tuple(os.path.abspath(p) for p in paths)
+    for key, values in (("paths", absolute), ("include", include), ("exclude", exclude)):
+        if values:
+            if key in opts:
+                raise click.UsageError(f"give {key} either as --{key[:-1]} or as --option")
+            opts[key] = list(values)
+    created = state.appliance().create_job(
+        name, plugin, pool, options=opts, schedule=schedule, retention=retention
+    )
+    click.echo(f"created job {created.name} ({created.plugin} -> {pool})")
+
+
+@job.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def job_list(state: CliState, as_json: bool) -> None:
+    """List jobs with their pool, schedule and next run."""
+    records = job_listing(state.appliance())
+    if as_json:
+        print_json(records)
+        return
+    print_table(
+        ["name", "plugin", "pool", "schedule", "next run", "retention", "enabled"],
+        [
+            [
+                r["name"],
+                r["plugin"],
+                r["pool"],
+                ", ".join(s["cron"] for s in r["schedules"]) or "manual",
+                format_time(r["next_run_at"]),
+                r["retention"],
+                "yes" if r["enabled"] else "no",
+            ]
+            for r in records
+        ],
+        empty="no jobs; create one with 'tapir job create'",
+    )
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """What the operator reads once a foreground run ended."""
+    return {
+        "state": run.state,
+        "read": format_bytes(run.bytes_read),
+        "written": format_bytes(run.bytes_written),
+        "items": run.items_done,
+        "duration": format_duration(run_duration(run, datetime.now(UTC))),
+    }
+
+
+@job.command("run")
+@click.argument("name")
+@click.option("--level", type=click.Choice(LEVELS), default="auto", show_default=True)
+@click.option("--queue", is_flag=True, help="Queue the run for a worker instead of running it.")
+@pass_state
+def job_run(state: CliState, name: str, level: str, queue: bool) -> None:
+    """Run job NAME now, in the foreground with a progress bar (or --queue it)."""
+    app = state.appliance()
+    if queue:
+        run_id = app.queue_run(name, level)
+        click.echo(f"queued run {run_id} of job {name}")
+        return
+    with ProgressDisplay(stderr_console(), label=f"{name}") as show:
+        run = app.run_job(name, level, progress=show)
+    s = run_summary(run)
+    click.echo(
+        f"run {run.id} {s['state']}: {s['items']} items, read {s['read']}, "
+        f"wrote {s['written']} new, in {s['duration']}"
+    )
+    if run.state == RunState.WARNING:
+        click.echo(f"warnings: see 'tapir run show {run.id} --log'")
+    if run.state in (RunState.FAILED, RunState.CANCELED):
+        raise click.ClickException(f"run {run.id} {run.state}: {run.error or 'see its log'}")

@@ -1,0 +1,181 @@
+"""``tapir pool``: create, list and show pools; export and import their keys."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from ..plugin_api.context import OptionSpec
+from .options import parse_options
+from .output import (
+    format_bytes,
+    format_ratio,
+    print_fields,
+    print_json,
+    print_table,
+)
+from .records import pool_listing
+from .state import CliState, pass_state
+
+COMPRESSIONS = ("zstd:3", "zstd:1", "none")
+
+
+def read_passphrase(passphrase_file: Path | None, confirm: bool) -> str:
+    """The key passphrase from a file (first line) or, interactively, from a prompt."""
+    if passphrase_file is not None:
+        text = passphrase_file.read_text(encoding="utf-8")
+        passphrase = text.splitlines()[0] if text else ""
+    else:
+        passphrase = click.prompt(
+            "Passphrase", hide_input=True, confirmation_prompt=confirm, err=True
+        )
+    if not passphrase:
+        raise ValueError("the passphrase is empty")
+    return passphrase
+
+
+def _pool_specs(state: CliState, media: str) -> list[OptionSpec]:
+    plugin = state.registry.media.get(media)
+    return plugin.pool_options() if plugin is not None else []
+
+
+@click.group()
+def pool() -> None:
+    """Storage pools: disk folders, tape sets..."""
+
+
+@pool.command("create")
+@click.argument("name")
+@click.option("--media", default="disk", show_default=True, help="Media plugin of the pool.")
+@click.option("--path", type=click.Path(file_okay=False, path_type=Path), help="Pool folder.")
+@click.option("--encrypt/--no-encrypt", default=False, show_default=True)
+@click.option("--compression", type=click.Choice(COMPRESSIONS), default="zstd:3", show_default=True)
+@click.option("--retention", metavar="POLICY", help="Retention policy name.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Media option.")
+@pass_state
+def pool_create(
+    state: CliState,
+    name: str,
+    media: str,
+    path: Path | None,
+    encrypt: bool,
+    compression: str,
+    retention: str | None,
+    options: tuple[str, ...],
+) -> None:
+    """Create the pool NAME."""
+    opts = parse_options(options, _pool_specs(state, media))
+    app = state.appliance()
+    created = app.create_pool(
+        name,
+        media,
+        path=path.expanduser().resolve() if path else None,
+        encrypted=encrypt,
+        compression=compression,
+        retention=retention,
+        options=opts,
+    )
+    where = (created.options or {}).get("path")
+    click.echo(f"created pool {created.name} ({created.media}{', ' + str(where) if where else ''})")
+    if encrypt:
+        click.echo(
+            f"the pool is encrypted: export its key now (tapir pool key export {created.name} "
+            "--out FILE) and keep it apart from the appliance"
+        )
+
+
+@pool.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def pool_list(state: CliState, as_json: bool) -> None:
+    """List pools: media, path, space used and free, dedup ratio, recovery points."""
+    records = pool_listing(state.appliance())
+    if as_json:
+        print_json(records)
+        return
+    print_table(
+        ["name", "media", "path", "used", "free", "dedup", "points", "encrypted"],
+        [
+            [
+                r["name"],
+                r["media"],
+                r["path"],
+                format_bytes(r["used"]) if not r["usage_error"] else "unavailable",
+                format_bytes(r["free"]),
+                format_ratio(r["dedup_ratio"]),
+                r["recovery_points"],
+                "yes" if r["encrypted"] else "no",
+            ]
+            for r in records
+        ],
+        right=["used", "free", "dedup", "points"],
+        empty="no pools; create one with 'tapir pool create'",
+    )
+
+
+@pool.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def pool_show(state: CliState, name: str, as_json: bool) -> None:
+    """Show one pool in detail."""
+    (record,) = pool_listing(state.appliance(), name)
+    if as_json:
+        print_json(record)
+        return
+    print_fields(
+        {
+            "name": record["name"],
+            "media": record["media"],
+            "path": record["path"],
+            "encrypted": "yes" if record["encrypted"] else "no",
+            "compression": record["compression"],
+            "retention": record["retention"],
+            "used": format_bytes(record["used"]),
+            "free": format_bytes(record["free"]),
+            "total": format_bytes(record["total"]),
+            "logical": format_bytes(record["logical"]),
+            "dedup ratio": format_ratio(record["dedup_ratio"]),
+            "recovery points": record["recovery_points"],
+            "usage error": record["usage_error"],
+            "options": ", ".join(f"{k}={v}" for k, v in sorted(record["options"].items())),
+        }
+    )
+
+
+@pool.group("key")
+def pool_key() -> None:
+    """Export or import an encrypted pool's key (keep a copy off the appliance)."""
+
+
+@pool_key.command("export")
+@click.argument("name")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@pass_state
+def key_export(state: CliState, name: str, out: Path, passphrase_file: Path | None) -> None:
+    """Write pool NAME's key, sealed with a passphrase, to FILE."""
+    if out.exists():
+        raise ValueError(f"{out} already exists; choose another file (nothing was written)")
+    passphrase = read_passphrase(passphrase_file, confirm=True)
+    blob = state.appliance().export_pool_key(name, passphrase)
+    # Created exclusively and private: the file unlocks the pool given the passphrase.
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "wb") as fh:
+        fh.write(blob)
+    click.echo(f"wrote the key of pool {name} to {out}")
+
+
+@pool_key.command("import")
+@click.argument("name")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@pass_state
+def key_import(state: CliState, name: str, file: Path, passphrase_file: Path | None) -> None:
+    """Load pool NAME's key from FILE (written by 'tapir pool key export')."""
+    blob = file.read_bytes()
+    passphrase = read_passphrase(passphrase_file, confirm=False)
+    state.appliance().import_pool_key(name, blob, passphrase)
+    click.echo(f"imported the key of pool {name}")

@@ -1,0 +1,499 @@
+"""Executing one backup run: assets, level, events, the plugin, and the commit order.
+
+A recovery point exists only once whole: the writer's manifest is written on the
+medium first (``finish``), and only then is the catalog row inserted. Any error or
+a cancel aborts the writer; the run ends failed or canceled without a point, and
+the chunks it wrote are reclaimed by the next ``gc``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ..catalog.models import (
+    Asset,
+    Endpoint,
+    Job,
+    Pool,
+    RecoveryPoint,
+    Run,
+    RunState,
+    utcnow,
+)
+from ..datapath.repository import Repository
+from ..plugin_api.context import AssetInfo, EndpointInfo, PluginContext
+from ..plugin_api.errors import RunCanceled, TapirError
+from ..plugin_api.roles import (
+    ApplicationPlugin,
+    BackupLevel,
+    BackupRequest,
+    HypervisorPlugin,
+    SourcePlugin,
+)
+from . import runs
+from .context import EngineContext
+from .monitor import RunLogHandler, RunMonitor
+from .pools import open_repository
+from .progress import ProgressListener
+
+log = logging.getLogger(__name__)
+
+LEVELS = ("auto", "full", "incremental", "log")
+#: Seconds before retry N of a failed run (grows with each attempt).
+RETRY_DELAY = 60
+
+
+def choose_level(
+    requested: str,
+    *,
+    has_parent: bool,
+    incrementals_since_full: int,
+    full_every: int | None,
+    capabilities: set[str],
+) -> tuple[str, str]:
+    """The level a backup runs at, and why.
+
+    ``auto`` and ``incremental`` fall back to a full when there is no parent, when
+    the plugin cannot do incrementals, or (``auto`` only) after ``full_every``
+    incrementals in a row.
+    """
+    if requested not in LEVELS:
+        raise ValueError(f"unknown backup level {requested!r} (choose from {', '.join(LEVELS)})")
+    if requested == "full":
+        return BackupLevel.FULL, "full requested"
+    if requested == "log":
+        if "log" not in capabilities:
+            raise TapirError("this plugin does not offer log backups")
+        if not has_parent:
+            raise TapirError("a log backup needs a previous full or incremental backup")
+        return BackupLevel.LOG, "log requested"
+    if "incremental" not in capabilities:
+        return BackupLevel.FULL, "the plugin makes full backups only"
+    if not has_parent:
+        return BackupLevel.FULL, "no previous recovery point of this job and asset in this pool"
+    if requested == "auto" and full_every and incrementals_since_full >= full_every:
+        return BackupLevel.FULL, f"{incrementals_since_full} incrementals since the last full"
+    return BackupLevel.INCREMENTAL, "incremental on the previous recovery point"
+
+
+def recovery_point_kind(plugin: SourcePlugin, asset: AssetInfo) -> str:
+    """files, image or application: what the manifest says the point holds."""
+    declared = asset.metadata.get("recovery_point_kind")
+    if isinstance(declared, str) and declared:
+        return declared
+    if isinstance(plugin, HypervisorPlugin):
+        return "image"
+    if asset.kind in ("files", "host", "filesystem", "directory"):
+        return "files"
+    return "application"
+
+
+@dataclass
+class RunOutcome:
+    """What a backup run produced, for its row and the run-finished event."""
+
+    state: str = RunState.SUCCEEDED
+    errors: list[str] = field(default_factory=list)
+    warnings: int = 0
+    recovery_points: list[str] = field(default_factory=list)
+    bytes_written: int = 0
+
+
+def run_info(run: Run, job: Job | None, pool: Pool | None) -> dict[str, Any]:
+    """The ``run`` dict event hooks receive."""
+    return {
+        "id": run.id,
+        "kind": run.kind,
+        "job": job.name if job else None,
+        "plugin": job.plugin if job else None,
+        "level": run.level,
+        "pool": pool.name if pool else None,
+        "trigger": run.trigger,
+        "attempt": run.attempt,
+    }
+
+
+def execute_backup(
+    env: EngineContext, run_id: int, worker: str, listener: ProgressListener | None = None
+) -> None:
+    """Execute a claimed backup run to its end; never raises for a failed backup."""
+    with env.catalog.session() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise KeyError(f"no run {run_id}")
+        job = s.get(Job, run.job_id) if run.job_id is not None else None
+        pool = s.get(Pool, job.pool_id) if job is not None else None
+        endpoint = s.get(Endpoint, job.endpoint_id) if job and job.endpoint_id else None
+    if run.state != RunState.RUNNING or run.worker != worker:
+        raise ValueError(f"run {run_id} is {run.state}, not running for {worker}")
+    info = run_info(run, job, pool)
+    outcome = RunOutcome()
+    monitor = RunMonitor(env.catalog, run_id, worker, phase="backup", listener=listener)
+    plugin_logger = logging.getLogger(f"tapir.plugin.{job.plugin if job else '?'}.run{run_id}")
+    handler = RunLogHandler(env.catalog, run_id)
+    plugin_logger.addHandler(handler)
+    try:
+        with monitor:
+            env.registry.call_event("tapir_run_started", run=info)
+            if job is None or pool is None:
+                raise TapirError("the run's job no longer exists")
+            runs.log_line(
+                env.catalog,
+                run_id,
+                f"backup of job {job.name} ({job.plugin}) to pool {pool.name} on {worker}",
+            )
+            _backup_job(env, run, job, pool, endpoint, monitor, outcome)
+    except RunCanceled as exc:
+        outcome.state = RunState.CANCELED
+        outcome.errors.append(str(exc))
+    except Exception as exc:
+        log.exception("run %s failed", run_id)
+        outcome.state = RunState.FAILED
+        outcome.errors.append(_describe(exc))
+    finally:
+        plugin_logger.removeHandler(handler)
+    if outcome.state == RunState.SUCCEEDED and outcome.errors:
+        outcome.state = RunState.FAILED
+    if outcome.state == RunState.SUCCEEDED and outcome.warnings:
+        outcome.state = RunState.WARNING
+    if monitor.lost and outcome.state != RunState.SUCCEEDED:
+        outcome.errors.append("the run was taken away from this worker")
+    error = "; ".join(outcome.errors) or None
+    counters = monitor.counters(monitor.progress.flush())
+    counters["bytes_written"] = outcome.bytes_written
+    if not runs.finish_run(env.catalog, run_id, outcome.state, error, **counters):
+        runs.log_line(
+            env.catalog,
+            run_id,
+            f"run ended {outcome.state} but was no longer running (crash recovery?); "
+            f"recovery points kept: {', '.join(outcome.recovery_points) or 'none'}",
+            "WARNING",
+        )
+    runs.log_line(
+        env.catalog,
+        run_id,
+        f"run {outcome.state}" + (f": {error}" if error else ""),
+        "INFO" if outcome.state in (RunState.SUCCEEDED, RunState.WARNING) else "ERROR",
+    )
+    env.registry.call_event(
+        "tapir_run_finished",
+        run={
+            **info,
+            "state": outcome.state,
+            "error": error,
+            "bytes_done": counters["bytes_done"],
+            "bytes_written": outcome.bytes_written,
+            "recovery_points": list(outcome.recovery_points),
+        },
+    )
+    if outcome.state == RunState.FAILED and job is not None and run.attempt <= job.max_retries:
+        retry = runs.queue_run(
+            env.catalog,
+            job.id,
+            level=run.level,
+            trigger="retry",
+            params={**run.params, "retry_of": run_id},
+            not_before=utcnow() + timedelta(seconds=RETRY_DELAY * run.attempt),
+            attempt=run.attempt + 1,
+        )
+        runs.log_line(env.catalog, run_id, f"retry queued as run {retry}")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TapirError | KeyError | ValueError | OSError):
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        return str(text)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _backup_job(
+    env: EngineContext,
+    run: Run,
+    job: Job,
+    pool: Pool,
+    endpoint: Endpoint | None,
+    monitor: RunMonitor,
+    outcome: RunOutcome,
+) -> None:
+    plugin = env.registry.source_plugin(job.plugin)
+    ctx = env.plugin_context(
+        job.plugin,
+        run_id=run.id,
+        progress=monitor.progress,
+        check_canceled=monitor.check_canceled,
+    )
+    endpoint_info = (
+        EndpointInfo(endpoint.name, endpoint.plugin, endpoint.address, dict(endpoint.options))
+        if endpoint
+        else None
+    )
+    assets = resolve_assets(env, plugin, job, endpoint, endpoint_info, ctx)
+    if not assets:
+        raise TapirError(f"job {job.name}: no asset to back up (discovery found nothing)")
+    with open_repository(env, pool) as repo:
+        for asset_id, asset in assets:
+            monitor.check_canceled()
+            try:
+                rp = backup_asset(
+                    env, run, job, pool, repo, plugin, asset_id, asset, endpoint_info, ctx, monitor
+                )
+            except RunCanceled:
+                raise
+            except Exception as exc:
+                log.exception("run %s: backup of %s failed", run.id, asset.name)
+                message = f"{asset.name}: {_describe(exc)}"
+                outcome.errors.append(message)
+                runs.log_line(env.catalog, run.id, f"backup of {message}", "ERROR")
+                continue
+            outcome.recovery_points.append(rp.id)
+            outcome.bytes_written += rp.bytes_new
+            outcome.warnings += rp.warnings
+
+
+def resolve_assets(
+    env: EngineContext,
+    plugin: SourcePlugin,
+    job: Job,
+    endpoint: Endpoint | None,
+    endpoint_info: EndpointInfo | None,
+    ctx: PluginContext,
+) -> list[tuple[int, AssetInfo]]:
+    """Discover the job's assets, record them in the catalog, apply the job's selection.
+
+    ``job.selection["assets"]`` lists names or external ids; without it every
+    discovered asset is backed up. A selected asset that discovery did not find is
+    an error (a renamed or deleted VM must not go unnoticed).
+    """
+    discovered = plugin.job_assets(endpoint_info, dict(job.options or {}), ctx)
+    wanted = job.selection.get("assets") if job.selection else None
+    if wanted:
+        by_key: dict[str, AssetInfo] = {}
+        for a in discovered:
+            by_key.setdefault(a.external_id, a)
+            by_key.setdefault(a.name, a)
+        missing = [w for w in wanted if w not in by_key]
+        if missing:
+            raise TapirError(f"selected assets not found by discovery: {', '.join(missing)}")
+        chosen = list({by_key[w].external_id: by_key[w] for w in wanted}.values())
+    else:
+        chosen = list(discovered)
+    out: list[tuple[int, AssetInfo]] = []
+    now = utcnow()
+    with env.catalog.session() as s:
+        for a in discovered:
+            row = s.scalar(
+                select(Asset).where(Asset.plugin == plugin.name, Asset.external_id == a.external_id)
+            )
+            meta = _jsonable(dict(a.metadata))
+            if row is None:
+                try:
+                    # Two workers may discover the same new asset at once (PostgreSQL
+                    # does not serialise them as SQLite's BEGIN IMMEDIATE does).
+                    with s.begin_nested():
+                        row = Asset(
+                            plugin=plugin.name,
+                            kind=a.kind,
+                            name=a.name,
+                            external_id=a.external_id,
+                            meta=meta,
+                            endpoint_id=endpoint.id if endpoint else None,
+                            first_seen_at=now,
+                            last_seen_at=now,
+                        )
+                        s.add(row)
+                except IntegrityError:
+                    row = s.scalar(
+                        select(Asset).where(
+                            Asset.plugin == plugin.name, Asset.external_id == a.external_id
+                        )
+                    )
+                    if row is None:
+                        raise
+            if row.last_seen_at != now:
+                row.name, row.kind, row.meta = a.name, a.kind, meta
+                row.present = True
+                row.last_seen_at = now
+            if any(c.external_id == a.external_id for c in chosen):
+                out.append((row.id, a))
+    return out
+
+
+def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
+    # Plugin metadata goes into JSON columns; anything else is kept as text.
+    return json.loads(json.dumps(value, default=str))
+
+
+def _chain(env: EngineContext, job_id: int, asset_id: int, pool_id: int) -> list[RecoveryPoint]:
+    with env.catalog.session() as s:
+        return list(
+            s.scalars(
+                select(RecoveryPoint)
+                .where(
+                    RecoveryPoint.job_id == job_id,
+                    RecoveryPoint.asset_id == asset_id,
+                    RecoveryPoint.pool_id == pool_id,
+                )
+                .order_by(RecoveryPoint.created_at.desc(), RecoveryPoint.id.desc())
+            )
+        )
+
+
+def backup_asset(
+    env: EngineContext,
+    run: Run,
+    job: Job,
+    pool: Pool,
+    repo: Repository,
+    plugin: SourcePlugin,
+    asset_id: int,
+    asset: AssetInfo,
+    endpoint_info: EndpointInfo | None,
+    ctx: PluginContext,
+    monitor: RunMonitor,
+) -> RecoveryPoint:
+    """Back up one asset into ``repo``; returns the committed recovery point row."""
+    chain = _chain(env, job.id, asset_id, pool.id)
+    since_full = 0
+    for rp in chain:
+        if rp.level == BackupLevel.FULL:
+            break
+        since_full += 1
+    level, why = choose_level(
+        run.level,
+        has_parent=bool(chain),
+        incrementals_since_full=since_full,
+        full_every=job.full_every,
+        capabilities=set(plugin.capabilities()),
+    )
+    parent_manifest = None
+    if level != BackupLevel.FULL:
+        try:
+            parent_manifest = repo.read_manifest(chain[0].id)
+        except (FileNotFoundError, TapirError, ValueError) as exc:
+            if level == BackupLevel.LOG:
+                raise TapirError(
+                    f"cannot read parent {chain[0].id} for a log backup: {exc}"
+                ) from exc
+            level, why = BackupLevel.FULL, f"parent {chain[0].id} unreadable ({exc})"
+    runs.log_line(env.catalog, run.id, f"{asset.name}: {level} backup ({why})")
+    kind = recovery_point_kind(plugin, asset)
+    asset_doc = {
+        "plugin": plugin.name,
+        "kind": asset.kind,
+        "name": asset.name,
+        "external_id": asset.external_id,
+    }
+    writer = env.writer_factory(
+        repo,
+        asset=asset_doc,
+        kind=kind,
+        level=level,
+        job=job.name,
+        parent=parent_manifest,
+        progress=monitor.progress,
+        check_canceled=monitor.check_canceled,
+    )
+    info = run_info(run, job, pool)
+    request = BackupRequest(
+        asset=asset, level=level, options=dict(job.options), endpoint=endpoint_info
+    )
+    try:
+        result = _call_plugin(env, plugin, asset, info, request, writer, ctx)
+        monitor.check_canceled()
+        manifest = writer.finish(_jsonable(dict(result.metadata)), list(result.warnings))
+    except BaseException:
+        try:
+            writer.abort()
+        except Exception as exc:
+            log.warning("run %s: aborting the writer failed too: %s", run.id, exc)
+        raise
+    # The manifest is durable on the medium: now the point may enter the catalog.
+    try:
+        with env.catalog.session() as s:
+            rp = RecoveryPoint(
+                id=manifest.id,
+                asset_id=asset_id,
+                job_id=job.id,
+                pool_id=pool.id,
+                run_id=run.id,
+                parent_id=manifest.parent,
+                kind=manifest.kind,
+                level=manifest.level,
+                plugin=plugin.name,
+                created_at=_parse_time(manifest.created_at),
+                items=manifest.items,
+                bytes_logical=manifest.bytes_logical,
+                bytes_new=manifest.bytes_new,
+                warnings=len(manifest.warnings),
+                meta=_jsonable(dict(manifest.metadata)),
+            )
+            s.add(rp)
+    except Exception:
+        # No row, so no point: remove the manifest too, and let gc reclaim its chunks.
+        try:
+            repo.delete_manifest(manifest.id)
+        except Exception as exc:
+            log.error("run %s: orphan manifest %s left on the medium: %s", run.id, manifest.id, exc)
+        raise
+    for w in manifest.warnings:
+        runs.log_line(env.catalog, run.id, f"{asset.name}: {w}", "WARNING")
+    runs.log_line(
+        env.catalog,
+        run.id,
+        f"{asset.name}: recovery point {rp.id} ({rp.level}, {rp.items} items, "
+        f"{rp.bytes_logical} bytes, {rp.bytes_new} new)",
+    )
+    return rp
+
+
+def _call_plugin(
+    env: EngineContext,
+    plugin: SourcePlugin,
+    asset: AssetInfo,
+    info: dict[str, Any],
+    request: BackupRequest,
+    writer: Any,
+    ctx: PluginContext,
+) -> Any:
+    env.registry.call_event("tapir_before_snapshot", asset=asset, run=info)
+    ok = False
+    try:
+        if isinstance(plugin, ApplicationPlugin):
+            try:
+                plugin.freeze(asset, ctx)
+                result = plugin.backup(request, writer, ctx)
+                ok = True
+            finally:
+                # Thaw is due even when freeze failed half-way.
+                _thaw(plugin, asset, ctx, writer, ok)
+        else:
+            result = plugin.backup(request, writer, ctx)
+            ok = True
+    finally:
+        env.registry.call_event("tapir_after_snapshot", asset=asset, run=info, ok=ok)
+    return result
+
+
+def _thaw(
+    plugin: ApplicationPlugin, asset: AssetInfo, ctx: PluginContext, writer: Any, ok: bool
+) -> None:
+    try:
+        plugin.thaw(asset, ctx)
+    except Exception as exc:
+        if not ok:
+            log.error("thaw of %s failed after a failed backup: %s", asset.name, exc)
+            return  # the backup's own error is the one to report
+        # The data read while frozen is whole; keep the point and make the run warn.
+        writer.warn(asset.name, f"thaw failed: {_describe(exc)}")
+
+
+def _parse_time(text: str) -> datetime:
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)

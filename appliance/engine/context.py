@@ -1,0 +1,83 @@
+"""What the engine's modules share: settings, catalog, plugins, the master key.
+
+The factories for the recovery point writer and reader are attributes so that
+tests can swap in small fakes; by default they are the data path's classes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import security
+from ..catalog.database import Catalog
+from ..config import Settings
+from ..plugin_api.context import NullProgress, PluginContext, ProgressReporter
+from ..plugin_manager import PluginRegistry
+
+
+def _default_writer(*args: Any, **kwargs: Any) -> Any:
+    from ..datapath.sink import RecoveryPointWriter
+
+    return RecoveryPointWriter(*args, **kwargs)
+
+
+def _default_reader(*args: Any, **kwargs: Any) -> Any:
+    from ..datapath.reader import RecoveryPointReader
+
+    return RecoveryPointReader(*args, **kwargs)
+
+
+@dataclass
+class EngineContext:
+    """Shared state of one opened appliance."""
+
+    settings: Settings
+    catalog: Catalog
+    registry: PluginRegistry
+    #: RecoveryPointWriter(repo, *, asset, kind, level, job, parent, progress, check_canceled)
+    writer_factory: Callable[..., Any] = _default_writer
+    #: RecoveryPointReader(repo, manifest)
+    reader_factory: Callable[..., Any] = _default_reader
+    _master_key: bytes | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def master_key(self) -> bytes:
+        """The appliance's master key, read once."""
+        with self._lock:
+            if self._master_key is None:
+                self._master_key = security.load_master_key(self.settings)
+            return self._master_key
+
+    def read_secret(self, name: str) -> str:
+        """The plain text of a sealed catalog secret (KeyError when there is none)."""
+        key = self.master_key()
+        with self.catalog.session() as s:
+            return security.read_secret(s, key, name)
+
+    def plugin_context(
+        self,
+        plugin: str,
+        *,
+        run_id: int | None = None,
+        progress: ProgressReporter | None = None,
+        check_canceled: Callable[[], None] | None = None,
+    ) -> PluginContext:
+        """The narrow context a plugin call receives."""
+        state_dir = self.settings.home / "state" / plugin
+        state_dir.mkdir(parents=True, exist_ok=True)
+        suffix = f".run{run_id}" if run_id is not None else ""
+        logger = logging.getLogger(f"tapir.plugin.{plugin}{suffix}")
+        if run_id is not None:
+            # The run's log keeps the plugin's INFO lines whatever the root logger's level.
+            logger.setLevel(logging.INFO)
+        return PluginContext(
+            logger=logger,
+            progress=progress or NullProgress(),
+            check_canceled=check_canceled or (lambda: None),
+            read_secret=self.read_secret,
+            state_dir=state_dir,
+        )

@@ -1,0 +1,1 @@
+"""Helpers for testing plugins and the engine against real, in-process components."""

@@ -1,0 +1,1 @@
+"""The panel's blueprints, one module each."""

@@ -1,0 +1,79 @@
+"""Loading libnbd's Python bindings, which Debian ships for the system Python only.
+
+``python3-libnbd`` installs ``nbd.py`` and its extension ``libnbdmod`` into
+/usr/lib/python3/dist-packages, which a virtualenv does not see. Putting that whole
+folder on ``sys.path`` would let every Debian Python package shadow the
+appliance's own dependencies, so only these two modules are loaded, by file,
+and only when the extension was built for the running Python's ABI.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.machinery
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from tapir.appliance.plugin_api import PluginError
+
+SYSTEM_DIRS = (Path("/usr/lib/python3/dist-packages"), Path("/usr/local/lib/python3/dist-packages"))
+
+
+def _load_file(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _from_system(dirs: tuple[Path, ...]) -> ModuleType | None:
+    for folder in dirs:
+        ext = next(
+            (
+                folder / f"libnbdmod{suffix}"
+                for suffix in importlib.machinery.EXTENSION_SUFFIXES
+                if (folder / f"libnbdmod{suffix}").is_file()
+            ),
+            None,
+        )
+        if ext is None or not (folder / "nbd.py").is_file():
+            continue
+        # nbd.py does `import libnbdmod`: the extension must be importable by that name.
+        if "libnbdmod" not in sys.modules:
+            sys.modules["libnbdmod"] = _load_file("libnbdmod", ext)
+        return _load_file("nbd", folder / "nbd.py")
+    return None
+
+
+@functools.cache
+def load_nbd(dirs: tuple[Path, ...] = SYSTEM_DIRS) -> ModuleType:
+    """The libnbd ``nbd`` module, or a :class:`PluginError` saying how to install it."""
+    # A normal import first (bindings installed for this Python); the PyPI project
+    # named "nbd" is an unrelated notebook tool, hence the NBD class check.
+    if importlib.util.find_spec("nbd") is not None:
+        try:
+            module = importlib.import_module("nbd")
+        except ImportError:
+            pass
+        else:
+            if hasattr(module, "NBD"):
+                return module
+    try:
+        module = _from_system(dirs)
+    except ImportError as exc:
+        module = None
+        reason = f" ({exc})"
+    else:
+        reason = ""
+    if module is None:
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        raise PluginError(
+            "reading qcow2 images needs libnbd's Python bindings for Python "
+            f"{version}: install the Debian packages python3-libnbd and qemu-utils{reason}"
+        )
+    return module

@@ -1,0 +1,1 @@
+"""Tests of the file source plugin (plugins/files)."""
