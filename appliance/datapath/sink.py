@@ -122,7 +122,7 @@ class _FileWriter:
         for chunk in self._chunker.feed(data):
             self._pending.slots.append(self._sink._submit(self._sink._store_data, chunk))
         self._length += len(data)
-        self._sink._consumed(len(data))
+        self._sink._consumed(len(data), read=True)
 
     def hole(self, length: int) -> None:
         """Append ``length`` zero bytes stored as a hole."""
@@ -227,6 +227,7 @@ class RecoveryPointWriter:
         self._failure: BaseException | None = None
         self._state = "open"
         self._progress_bytes = 0
+        self._bytes_read = 0  # data actually read from the source (not reused, not holes)
         self._progress_lock = threading.Lock()
         self.manifest: Manifest | None = None
 
@@ -396,6 +397,12 @@ class RecoveryPointWriter:
             self._guard.__exit__(None, None, None)
 
     @property
+    def bytes_read(self) -> int:
+        """Bytes this backup read from its source; unchanged files and holes are not read."""
+        with self._progress_lock:
+            return self._bytes_read
+
+    @property
     def chunks_new(self) -> int:
         """Chunks this backup added to the pool."""
         return self._writer.chunks_new
@@ -463,6 +470,8 @@ class RecoveryPointWriter:
 
     def _read(self, read: DiskReadFn, path: bytes, offset: int, length: int) -> bytes:
         data = read(offset, length)
+        with self._progress_lock:
+            self._bytes_read += len(data)
         if len(data) != length:
             raise PluginError(
                 f"{_display(path)}: disk read at {offset} returned {len(data)} bytes, "
@@ -536,9 +545,11 @@ class RecoveryPointWriter:
             self._queue.popleft()
             self._stream.add(head.item)
 
-    def _consumed(self, length: int) -> None:
+    def _consumed(self, length: int, read: bool = False) -> None:
         with self._progress_lock:
             self._progress_bytes += length
+            if read:
+                self._bytes_read += length
             if self._progress_bytes < _PROGRESS_STEP:
                 return
         self._flush_progress()

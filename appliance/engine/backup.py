@@ -104,6 +104,7 @@ class RunOutcome:
     warnings: int = 0
     recovery_points: list[str] = field(default_factory=list)
     bytes_written: int = 0
+    levels: list[str] = field(default_factory=list)  # the level each asset was backed up at
 
 
 def run_info(run: Run, job: Job | None, pool: Pool | None) -> dict[str, Any]:
@@ -168,6 +169,9 @@ def execute_backup(
     error = "; ".join(outcome.errors) or None
     counters = monitor.counters(monitor.progress.flush())
     counters["bytes_written"] = outcome.bytes_written
+    if outcome.levels:
+        # "auto" becomes what was done, so the history says full or incremental.
+        counters["level"] = outcome.levels[0] if len(set(outcome.levels)) == 1 else "mixed"
     if not runs.finish_run(env.catalog, run_id, outcome.state, error, **counters):
         runs.log_line(
             env.catalog,
@@ -254,6 +258,7 @@ def _backup_job(
                 continue
             outcome.recovery_points.append(rp.id)
             outcome.bytes_written += rp.bytes_new
+            outcome.levels.append(rp.level)
             outcome.warnings += rp.warnings
 
 
@@ -404,6 +409,7 @@ def backup_asset(
     request = BackupRequest(
         asset=asset, level=level, options=dict(job.options), endpoint=endpoint_info
     )
+    monitor.current_writer = writer
     try:
         result = _call_plugin(env, plugin, asset, info, request, writer, ctx)
         monitor.check_canceled()
@@ -414,6 +420,9 @@ def backup_asset(
         except Exception as exc:
             log.warning("run %s: aborting the writer failed too: %s", run.id, exc)
         raise
+    finally:
+        monitor.bytes_read_done += getattr(writer, "bytes_read", 0)
+        monitor.current_writer = None
     # The manifest is durable on the medium: now the point may enter the catalog.
     try:
         with env.catalog.session() as s:

@@ -68,6 +68,9 @@ class RunMonitor:
         self.interval = interval
         self.canceled = threading.Event()
         self.lost = False  # crash recovery or an operator took the run away
+        # Bytes read from sources: finished assets, plus the writer at work now.
+        self.bytes_read_done = 0
+        self.current_writer: Any = None
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._beat, name=f"tapir-heartbeat-{run_id}", daemon=True
@@ -104,11 +107,16 @@ class RunMonitor:
         snap = snap or self.progress.snapshot()
         return {
             "bytes_done": snap.bytes_done,
-            "bytes_read": snap.bytes_done,
+            "bytes_read": self.bytes_read(),
             "bytes_total": snap.bytes_total,
             "items_done": snap.items_done,
             "current": snap.current,
         }
+
+    def bytes_read(self) -> int:
+        """Bytes actually read from the sources (unchanged files and holes are not)."""
+        writer = self.current_writer
+        return self.bytes_read_done + (getattr(writer, "bytes_read", 0) if writer else 0)
 
     def _persist(self, snap: ProgressSnapshot) -> None:
         self._heartbeat(snap)
