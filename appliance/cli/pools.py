@@ -1,4 +1,4 @@
-"""``tapir pool``: create, list and show pools; export and import their keys."""
+"""``tapir pool``: create, attach, list, show and rescan pools; export and import keys."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..engine.rescan import RescanReport
 from ..plugin_api.context import OptionSpec
 from .options import parse_options
 from .output import (
@@ -179,3 +180,88 @@ def key_import(state: CliState, name: str, file: Path, passphrase_file: Path | N
     passphrase = read_passphrase(passphrase_file, confirm=False)
     state.appliance().import_pool_key(name, blob, passphrase)
     click.echo(f"imported the key of pool {name}")
+
+
+@pool.command("attach")
+@click.argument("name")
+@click.option(
+    "--path",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of an existing pool (disk media).",
+)
+@click.option("--media", default="disk", show_default=True, help="Media plugin of the pool.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Media option.")
+@pass_state
+def pool_attach(
+    state: CliState, name: str, path: Path | None, media: str, options: tuple[str, ...]
+) -> None:
+    """Register an existing pool's medium as NAME (nothing is added to it)."""
+    opts = parse_options(options, _pool_specs(state, media))
+    app = state.appliance()
+    attached = app.attach_pool(
+        name, media, path=path.expanduser().resolve() if path else None, options=opts
+    )
+    status = app.pool_medium_status(attached.name)
+    where = (attached.options or {}).get("path")
+    click.echo(
+        f"attached pool {attached.name} ({attached.media}{', ' + str(where) if where else ''}, "
+        f"{'encrypted' if status.encrypted else 'not encrypted'}): "
+        f"{status.manifests} recovery point(s) on the medium"
+    )
+    if status.message:
+        click.echo(f"warning: {status.message}", err=True)
+    else:
+        click.echo(f"add them to the catalog with: tapir pool rescan {attached.name}")
+
+
+@pool.command("rescan")
+@click.argument("name")
+@click.option(
+    "--prune-missing",
+    is_flag=True,
+    help="Delete the catalog rows of recovery points whose manifest is gone from the medium.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def pool_rescan(state: CliState, name: str, prune_missing: bool, as_json: bool) -> None:
+    """Add the recovery points found on pool NAME's medium to the catalog.
+
+    Exits 1 when a manifest could not be read, a point belongs to another pool, or
+    the catalog lists points whose manifest is gone (and --prune-missing was not given).
+    """
+    report = state.appliance().rescan_pool(name, prune_missing=prune_missing)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        _print_rescan(report)
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+def _print_rescan(report: RescanReport) -> None:
+    click.echo(
+        f"pool {report.pool}: {report.manifests} manifest(s) on the medium, "
+        f"{len(report.added)} recovery point(s) added, {report.already} already in the catalog"
+    )
+    for asset in report.assets_created:
+        click.echo(f"created asset {asset}")
+    if report.relinked:
+        click.echo(f"linked {len(report.relinked)} existing recovery point(s) to their job")
+    for job, why in sorted(report.unlinked_jobs.items()):
+        click.echo(f"warning: points of job {job!r} were left without a job: {why}", err=True)
+    for problem in report.unreadable:
+        click.echo(f"unreadable: {problem.recovery_point}: {problem.message}", err=True)
+    for problem in report.conflicts:
+        click.echo(f"skipped: {problem.recovery_point}: {problem.message}", err=True)
+    kept = [rp for rp in report.missing if rp not in set(report.pruned)]
+    for rp_id in report.pruned:
+        click.echo(f"deleted from the catalog (manifest gone): {rp_id}")
+    for rp_id in kept:
+        held = " (legal hold: kept)" if rp_id in report.held else ""
+        click.echo(f"missing from the medium: {rp_id}{held}", err=True)
+    if any(rp_id not in report.held for rp_id in kept):
+        click.echo(
+            "the catalog lists recovery points whose manifest is gone; "
+            f"'tapir pool rescan {report.pool} --prune-missing' deletes those rows",
+            err=True,
+        )

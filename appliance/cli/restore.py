@@ -65,3 +65,9 @@ def restore(
         click.echo(f"skipped {len(result.skipped)} existing items (--overwrite {overwrite})")
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
+    failed = getattr(result, "failed", [])
+    for line in failed:
+        click.echo(f"error: not restored: {line}", err=True)
+    if failed:
+        click.echo(f"error: {len(failed)} item(s) could not be restored", err=True)
+        raise SystemExit(1)

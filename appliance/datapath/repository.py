@@ -224,7 +224,7 @@ class Repository:
     @classmethod
     def open(cls, store: MediaStore, *, master_key: bytes) -> Repository:
         """Open an initialised medium; raises TapirError if the key cannot unwrap."""
-        config = _read_config(store)
+        config = read_config(store)
         keys = None
         if config["encrypted"]:
             keys = PoolKeys.unwrap(config["keys"], master_key)
@@ -357,7 +357,7 @@ class Repository:
         store: MediaStore, exported: bytes, passphrase: str, *, master_key: bytes
     ) -> None:
         """Re-wrap an exported key with this appliance's master key and store it on the medium."""
-        config = _read_config(store)
+        config = read_config(store)
         if not config["encrypted"]:
             raise TapirError("this pool is not encrypted: there is no key to import")
         keys = PoolKeys.from_export(exported, passphrase)
@@ -383,7 +383,8 @@ _CONFIG_KEYS = (
 )
 
 
-def _read_config(store: MediaStore) -> dict[str, Any]:
+def read_config(store: MediaStore) -> dict[str, Any]:
+    """The repository description a medium holds (format, chunker, compression, wrapped keys)."""
     data = store.get_config(CONFIG_NAME)
     if data is None:
         raise TapirError("this medium holds no Tapir repository (not initialised)")

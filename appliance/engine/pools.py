@@ -100,12 +100,17 @@ def create_pool(
         ctx = env.plugin_context(media)
         store = plugin.create(pool_info(pool), ctx)
         try:
-            Repository.initialize(
+            repo = Repository.initialize(
                 store, master_key=master_key, encrypted=encrypted, compression=compression
             )
         finally:
             store.close()
+        pool.options = {**opts, MEDIUM_ID: repo.pool_id}
         return pool
+
+
+#: Pool option recording the medium's own id, checked at every opening.
+MEDIUM_ID = "medium_id"
 
 
 @contextmanager
@@ -118,6 +123,14 @@ def open_repository(env: EngineContext, pool: Pool) -> Iterator[Repository]:
             repo = Repository.open(store, master_key=env.master_key())
         except FileNotFoundError as exc:
             raise TapirError(f"pool {pool.name!r} has no repository on its medium: {exc}") from exc
+        expected = pool.options.get(MEDIUM_ID)
+        if expected and repo.pool_id != expected:
+            # Another pool mounted at the registered path (a swapped disk, a wrong
+            # mount): writing or pruning against it would mix two pools' histories.
+            raise TapirError(
+                f"the medium of pool {pool.name!r} holds another pool (id {repo.pool_id}, "
+                f"expected {expected}); check what is mounted at {pool.options.get('path')}"
+            )
         yield repo
     finally:
         store.close()

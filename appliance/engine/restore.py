@@ -119,8 +119,16 @@ def restore_point(
         runs.log_line(env.catalog, run_id, f"restore {state}: {exc}", "ERROR")
         raise
     state = RunState.WARNING if result.warnings else RunState.SUCCEEDED
+    error = None
     for w in result.warnings:
         runs.log_line(env.catalog, run_id, w, "WARNING")
+    for f in result.failed:
+        runs.log_line(env.catalog, run_id, f"not restored: {f}", "ERROR")
+    if result.failed:
+        # Everything else was restored, but an operator must not read this as a success.
+        state = RunState.FAILED
+        shown = "; ".join(result.failed[:3]) + ("; ..." if len(result.failed) > 3 else "")
+        error = f"{len(result.failed)} item(s) could not be restored: {shown}"
     if result.skipped:
         runs.log_line(
             env.catalog, run_id, f"{len(result.skipped)} items skipped (already present)", "INFO"
@@ -128,7 +136,7 @@ def restore_point(
     counters = monitor.counters(monitor.progress.flush())
     counters["bytes_done"] = max(counters["bytes_done"], result.bytes_restored)
     counters["items_done"] = max(counters["items_done"], result.items_restored)
-    runs.finish_run(env.catalog, run_id, state, None, **counters)
+    runs.finish_run(env.catalog, run_id, state, error, **counters)
     runs.log_line(
         env.catalog,
         run_id,

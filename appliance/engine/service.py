@@ -52,6 +52,7 @@ from ..plugin_api.items import Item, ItemKind
 from ..plugin_api.roles import RestoreResult
 from ..plugin_manager import PluginRegistry, load_plugins
 from . import pools as pools_mod
+from . import rescan as rescan_mod
 from . import runs as runs_mod
 from . import scheduler
 from .backup import LEVELS, execute_backup
@@ -60,6 +61,7 @@ from .monitor import cancel_locally
 from .progress import ProgressListener, ProgressSnapshot, RunProgress
 from .prune import PruneDecision, PrunePlan
 from .prune import prune as prune_points
+from .rescan import MediumStatus, RescanReport
 from .restore import latest_point_of_job, restore_point, validate_restore_target
 from .retention import RULE_NAMES
 
@@ -378,6 +380,51 @@ class Appliance:
         finally:
             store.close()
         self._audit("pool.key.import", pool_name)
+
+    def attach_pool(
+        self,
+        name: str,
+        media: str = "disk",
+        *,
+        path: Path | None,
+        options: dict[str, Any] | None = None,
+    ) -> Pool:
+        """Register an existing, initialised medium as pool ``name`` (see engine/rescan.py).
+
+        An encrypted pool from another appliance is registered too; until its key is
+        imported, :meth:`pool_medium_status` says so and :meth:`rescan_pool` refuses.
+        """
+        pool = rescan_mod.attach_pool(self.env, name, media, path=path, options=options)
+        status = rescan_mod.medium_status(self.env, pool)
+        if status.message:
+            log.warning("%s", status.message)
+        self._audit(
+            "pool.attach",
+            name,
+            media=media,
+            options=pool.options,
+            encrypted=status.encrypted,
+            keys_usable=status.keys_usable,
+            manifests=status.manifests,
+        )
+        return self._pool(name)
+
+    def pool_medium_status(self, name: str) -> MediumStatus:
+        """Encryption, key usability and recovery point count, read from the medium."""
+        return rescan_mod.medium_status(self.env, self._pool(name))
+
+    def rescan_pool(self, name: str, *, prune_missing: bool = False) -> RescanReport:
+        """Rebuild the pool's catalog rows from its manifests; see engine/rescan.py."""
+        report = rescan_mod.rescan_pool(self.env, self._pool(name), prune_missing=prune_missing)
+        self._audit(
+            "pool.rescan",
+            name,
+            added=len(report.added),
+            unreadable=[p.recovery_point for p in report.unreadable],
+            missing=report.missing,
+            pruned=report.pruned,
+        )
+        return report
 
     def create_retention_policy(self, name: str, **rules: int | None) -> RetentionPolicy:
         """Rules: keep_within_days, keep_last, keep_daily/weekly/monthly/yearly."""
