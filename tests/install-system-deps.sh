@@ -23,6 +23,9 @@ check setfattr attr                                     # extended attributes
 check qemu-img qemu-utils                               # disk images for the image path
 check zstd zstd
 check /usr/lib/python3/dist-packages/nbd.py python3-libnbd   # qcow2 reads in the imagefile plugin
+check tgtd tgt                                          # the virtual tape library
+check /usr/include/iscsi/iscsi.h libiscsi-dev           # iSCSI transport (and its struct-layout test)
+check gcc gcc
 check restic restic                                     # benchmark peers
 check borg borgbackup
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 
+from ...hardware import cli as hardware_cli
 from ..config import load_settings
 from ..plugin_api.errors import TapirError
 from ..plugin_manager import PluginFailure, PluginRegistry, load_plugins
@@ -43,9 +44,17 @@ def error_message(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:
         # str(KeyError) quotes its argument; the facade's messages are sentences.
         return str(exc.args[0])
-    if isinstance(exc, OperationalError):
-        return f"catalog: {exc.orig}"
+    if isinstance(exc, DatabaseError):
+        # Driver messages span lines (libpq adds hints); the operator gets one.
+        return "catalog: " + " ".join(str(exc.orig).split())
     return str(exc) or type(exc).__name__
+
+
+def is_operator_error(exc: BaseException) -> bool:
+    """True for errors the operator can act on (shown as one line, no traceback)."""
+    # A plain DatabaseError is a catalog file SQLite cannot read (damaged, not a
+    # database); its subclasses other than OperationalError (integrity...) are bugs.
+    return isinstance(exc, OPERATOR_ERRORS) or type(exc) is DatabaseError
 
 
 def _err(line: str) -> None:
@@ -95,12 +104,12 @@ class TapirGroup(click.Group):
         except KeyboardInterrupt:
             _err("error: interrupted")
             return EXIT_INTERRUPTED
-        except OPERATOR_ERRORS as exc:
-            if debug:
-                traceback.print_exc()
-            _err(f"error: {error_message(exc)}")
-            return EXIT_ERROR
         except Exception as exc:
+            if is_operator_error(exc):
+                if debug:
+                    traceback.print_exc()
+                _err(f"error: {error_message(exc)}")
+                return EXIT_ERROR
             traceback.print_exc()
             _err(f"error: internal error ({type(exc).__name__}: {exc}); please report it")
             return EXIT_ERROR
@@ -194,6 +203,8 @@ def build_cli(registry: PluginRegistry | None = None) -> TapirGroup:
     group.registry = registry
     for command in BUILTIN_COMMANDS:
         group.add_command(command)
+    # Tape hardware is driven directly (hw scan, changer, drive); it is not a plugin.
+    hardware_cli.register(group)
     group.plugin_warnings = add_plugin_commands(group, registry)
     return group
 

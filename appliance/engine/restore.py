@@ -12,8 +12,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from ..catalog.models import Asset, Endpoint, Job, Pool, RecoveryPoint, Run, RunState, utcnow
+from ..datapath.manifest import Manifest
+from ..datapath.repository import Repository
 from ..plugin_api.context import AssetInfo, EndpointInfo
-from ..plugin_api.errors import RunCanceled
+from ..plugin_api.errors import RunCanceled, TapirError
 from ..plugin_api.roles import RestoreRequest, RestoreResult
 from . import runs
 from .context import EngineContext
@@ -105,6 +107,11 @@ def restore_point(
     try:
         with monitor, open_repository(env, pool) as repo:
             manifest = repo.read_manifest(rp.id)
+            missing = _missing_paths(repo, manifest, paths or [])
+            if missing:
+                # Refused before anything is written: a typo must not look like a restore.
+                shown = ", ".join(p.decode("utf-8", "backslashreplace") for p in missing)
+                raise TapirError(f"not in recovery point {rp.id}: {shown}")
             source = env.reader_factory(repo, manifest)
             ctx = env.plugin_context(
                 rp.plugin,
@@ -143,6 +150,20 @@ def restore_point(
         f"restored {result.items_restored} items, {result.bytes_restored} bytes",
     )
     return run_id, result
+
+
+def _missing_paths(repo: Repository, manifest: Manifest, paths: list[bytes]) -> list[bytes]:
+    """The requested paths the point holds no item at or below (as the reader selects)."""
+    wanted = {p.strip(b"/") for p in paths}
+    wanted.discard(b"")  # the whole point
+    for item in repo.iter_items(manifest):
+        if not wanted:
+            break
+        path = item.path
+        while path:  # the item and every folder above it
+            wanted.discard(path)
+            path = path.rpartition(b"/")[0]
+    return sorted(wanted)
 
 
 def latest_point_of_job(env: EngineContext, job_name: str) -> RecoveryPoint:
