@@ -26,6 +26,7 @@ check /usr/lib/python3/dist-packages/nbd.py python3-libnbd   # qcow2 reads in th
 check tgtd tgt                                          # the virtual tape library
 check /usr/include/iscsi/iscsi.h libiscsi-dev           # iSCSI transport (and its struct-layout test)
 check gcc gcc
+check /usr/bin/time time                                # peak memory of benchmark peers
 check restic restic                                     # benchmark peers
 check borg borgbackup
 

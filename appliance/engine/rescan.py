@@ -35,6 +35,7 @@ from ..datapath.manifest import Manifest
 from ..datapath.repository import Repository, read_config
 from ..plugin_api.errors import TapirError
 from ..plugin_api.roles import BackupLevel, MediaPlugin, MediaStore
+from . import runs as runs_mod
 from .context import EngineContext
 from .pools import MEDIUM_ID, pool_info, validate_name
 
@@ -491,3 +492,54 @@ def _parse_time(text: str) -> datetime:
 def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
     # Manifest metadata may hold bytes; the JSON column keeps anything else as text.
     return json.loads(json.dumps(value, default=str))
+
+
+def adopt_orphaned_points(env: EngineContext, run_ids: list[int]) -> list[str]:
+    """Adopt whole backups that dead runs stored on their pools but never recorded.
+
+    Crash recovery calls this with the runs it just marked failed. Each of their
+    pools is rescanned; a point found there that names the run's job and was made
+    after the run started is linked to that run and noted in its log. A pool that
+    cannot be rescanned now (a backup is running on it, its key is missing) is
+    left for an operator's ``tapir pool rescan``.
+    """
+
+    with env.catalog.session() as s:
+        dead = [
+            (run, job, pool)
+            for run, job, pool in s.execute(
+                select(Run, Job, Pool)
+                .join(Job, Run.job_id == Job.id)
+                .join(Pool, Job.pool_id == Pool.id)
+                .where(Run.id.in_(run_ids), Run.kind == "backup")
+            )
+        ]
+        s.expunge_all()
+    adopted: list[str] = []
+    for pool in {p.id: p for _, _, p in dead}.values():
+        try:
+            report = rescan_pool(env, pool)
+        except Exception as exc:
+            log.warning("crash recovery: pool %s not rescanned: %s", pool.name, exc)
+            continue
+        if not report.added:
+            continue
+        links: list[tuple[int, str]] = []
+        with env.catalog.session() as s:
+            for rp in s.scalars(select(RecoveryPoint).where(RecoveryPoint.id.in_(report.added))):
+                for run, job, p in dead:
+                    started = run.started_at or run.queued_at
+                    if p.id == pool.id and rp.job_id == job.id and rp.created_at >= started:
+                        rp.run_id = run.id
+                        links.append((run.id, rp.id))
+                        break
+        for run_id, rp_id in links:
+            adopted.append(rp_id)
+            runs_mod.log_line(
+                env.catalog,
+                run_id,
+                f"recovery point {rp_id} was stored whole on pool {pool.name} before the "
+                "worker died; it has been adopted into the catalog",
+                "WARNING",
+            )
+    return adopted

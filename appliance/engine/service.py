@@ -61,7 +61,7 @@ from .monitor import cancel_locally
 from .progress import ProgressListener, ProgressSnapshot, RunProgress
 from .prune import PruneDecision, PrunePlan
 from .prune import prune as prune_points
-from .rescan import MediumStatus, RescanReport
+from .rescan import MediumStatus, RescanReport, adopt_orphaned_points
 from .restore import latest_point_of_job, restore_point, validate_restore_target
 from .retention import RULE_NAMES
 
@@ -656,8 +656,16 @@ class Appliance:
             return [(line.at, line.level, line.message) for line in s.scalars(q)]
 
     def recover_stale_runs(self) -> list[int]:
-        """Mark runs left 'running' by a dead worker as failed; returns their ids."""
-        return runs_mod.recover_stale_runs(self.catalog)
+        """Mark runs left 'running' by a dead worker as failed; returns their ids.
+
+        A worker killed after storing a manifest but before recording it left a whole
+        backup the catalog does not list: the pools of those runs are rescanned so
+        that such a point is adopted (and linked to its run) instead of lying unseen.
+        """
+        ids = runs_mod.recover_stale_runs(self.catalog)
+        if ids:
+            adopt_orphaned_points(self.env, ids)
+        return ids
 
     # Recovery points
 
