@@ -28,12 +28,27 @@ from .transport import TransportError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: Turns a device name registered by the caller (e.g. the appliance's catalog) into
+#: a path or URL; set by :func:`register`. None: only paths and URLs are accepted.
+_resolve_name: Callable[[str], str] | None = None
+
+
+def _device_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if value.startswith("/") or "://" in value or _resolve_name is None:
+        return value
+    try:
+        return _resolve_name(value)
+    except (KeyError, ValueError) as exc:
+        raise click.BadParameter(str(exc).strip("'\""), ctx=ctx, param=param) from None
+
+
 device_option = click.option(
     "--device",
     "-f",
     required=True,
-    metavar="PATH|URL",
-    help="/dev/sgN or iscsi://host:port/target-iqn/lun",
+    metavar="PATH|URL|NAME",
+    callback=_device_address,
+    help="/dev/sgN, iscsi://host:port/target-iqn/lun, or a registered device name",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
@@ -81,8 +96,14 @@ def _inventory_table(inv: Inventory, title: str) -> Table:
     return table
 
 
-def register(cli: click.Group) -> None:
-    """Add the ``hw``, ``changer`` and ``drive`` groups to ``cli``."""
+def register(cli: click.Group, resolve_name: Callable[[str], str] | None = None) -> None:
+    """Add the ``hw``, ``changer`` and ``drive`` groups to ``cli``.
+
+    ``resolve_name`` maps a registered device name to its path or URL, so that
+    ``--device`` also takes names (it raises KeyError for an unknown name).
+    """
+    global _resolve_name
+    _resolve_name = resolve_name
     cli.add_command(hw)
     cli.add_command(changer)
     cli.add_command(drive)

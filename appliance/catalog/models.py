@@ -296,3 +296,24 @@ class Secret(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Device(Base):
+    """A tape library's media changer or tape drive, registered by an operator.
+
+    A drive inside a library names its changer and its drive number there (0..M,
+    as `tapir changer status` shows them), so the appliance can load it.
+    """
+
+    __tablename__ = "devices"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # changer, drive
+    address: Mapped[str] = mapped_column(String(500))  # /dev/sgN or iscsi:// URL
+    vendor: Mapped[str] = mapped_column(String(100), default="")
+    model: Mapped[str] = mapped_column(String(100), default="")
+    serial: Mapped[str] = mapped_column(String(100), default="")
+    changer_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+    drive_number: Mapped[int | None] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -23,7 +23,19 @@ from ...hardware import cli as hardware_cli
 from ..config import load_settings
 from ..plugin_api.errors import TapirError
 from ..plugin_manager import PluginFailure, PluginRegistry, load_plugins
-from . import admin, backups, jobs, maintenance, plugins, pools, restore, retention, runs, serve
+from . import (
+    admin,
+    backups,
+    devices,
+    jobs,
+    maintenance,
+    plugins,
+    pools,
+    restore,
+    retention,
+    runs,
+    serve,
+)
 from .state import CliState
 
 OPERATOR_ERRORS: tuple[type[BaseException], ...] = (
@@ -147,6 +159,7 @@ BUILTIN_COMMANDS: list[click.Command] = [
     pools.pool,
     retention.retention,
     jobs.job,
+    devices.device,
     runs.runs,
     runs.run,
     backups.backups,
@@ -187,6 +200,14 @@ def add_plugin_commands(group: click.Group, registry: PluginRegistry) -> list[st
     return warnings
 
 
+def _resolve_device_name(name: str) -> str:
+    # --device NAME of the changer/drive commands: look the name up in the catalog.
+    state = click.get_current_context().find_object(CliState)
+    if state is None:
+        raise KeyError(f"no device named {name!r}")
+    return state.appliance().resolve_device(name)
+
+
 def build_cli(registry: PluginRegistry | None = None) -> TapirGroup:
     """A fresh root group with the built-in commands and those of ``registry``'s plugins.
 
@@ -204,7 +225,7 @@ def build_cli(registry: PluginRegistry | None = None) -> TapirGroup:
     for command in BUILTIN_COMMANDS:
         group.add_command(command)
     # Tape hardware is driven directly (hw scan, changer, drive); it is not a plugin.
-    hardware_cli.register(group)
+    hardware_cli.register(group, resolve_name=_resolve_device_name)
     group.plugin_warnings = add_plugin_commands(group, registry)
     return group
 

@@ -34,6 +34,7 @@ from ..catalog.database import Catalog
 from ..catalog.models import (
     Asset,
     AuditEvent,
+    Device,
     Job,
     Pool,
     RecoveryPoint,
@@ -51,6 +52,7 @@ from ..plugin_api.errors import TapirError
 from ..plugin_api.items import Item, ItemKind
 from ..plugin_api.roles import RestoreResult
 from ..plugin_manager import PluginRegistry, load_plugins
+from . import devices as devices_mod
 from . import pools as pools_mod
 from . import rescan as rescan_mod
 from . import runs as runs_mod
@@ -666,6 +668,42 @@ class Appliance:
         if ids:
             adopt_orphaned_points(self.env, ids)
         return ids
+
+    # Tape devices
+
+    def register_device(
+        self,
+        name: str,
+        kind: str,
+        address: str,
+        *,
+        changer: str | None = None,
+        drive_number: int | None = None,
+        check: bool = True,
+    ) -> Device:
+        """Register a tape changer or drive (probed with INQUIRY unless ``check`` is off)."""
+        device = devices_mod.register_device(
+            self.env,
+            name,
+            kind,
+            address,
+            changer=changer,
+            drive_number=drive_number,
+            check=check,
+        )
+        self._audit("device.register", name, kind=kind, address=address)
+        return device
+
+    def devices(self) -> list[Device]:
+        return devices_mod.devices(self.env)
+
+    def resolve_device(self, name: str) -> str:
+        """A registered device's path or URL."""
+        return devices_mod.resolve(self.env, name)
+
+    def remove_device(self, name: str) -> None:
+        devices_mod.remove_device(self.env, name)
+        self._audit("device.remove", name)
 
     # Recovery points
 
