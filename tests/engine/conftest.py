@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 # tests/ is on sys.path: this folder is a package and tests/ is not (pytest's rootdir rule).
-from pg_server import create_database, start_postgres
+from pg_server import create_database
 
 from tapir.appliance import security
 from tapir.appliance.catalog.database import Catalog
@@ -19,16 +19,6 @@ from tapir.appliance.engine.service import Appliance
 from tapir.appliance.plugin_manager import load_plugins
 
 from .fakes import FakePlugins
-
-
-@pytest.fixture(scope="session")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A PostgreSQL server for the whole session (stopped and removed at the end)."""
-    url, stop = start_postgres(tmp_path_factory.mktemp("pg"))
-    try:
-        yield url
-    finally:
-        stop()
 
 
 def _catalog_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 # tests/ is on sys.path: this folder is a package and tests/ is not (pytest's rootdir rule).
-from pg_server import create_database, start_postgres
+from pg_server import create_database
 
 from tapir.appliance.config import Settings
 from tapir.appliance.engine.service import Appliance
@@ -19,14 +19,10 @@ from tapir.appliance.engine.service import Appliance
 MakeAppliance = Callable[..., Appliance]
 
 
-@pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A PostgreSQL server shared by the session's tests (removed at the end)."""
-    url, stop = start_postgres(tmp_path_factory.mktemp("pg"))
-    try:
-        yield url
-    finally:
-        stop()
+@pytest.fixture
+def pg_server(pg_url: str) -> str:
+    """The session's PostgreSQL server (tests/conftest.py)."""
+    return pg_url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
