@@ -184,8 +184,9 @@ def add_plugin_commands(group: click.Group, registry: PluginRegistry) -> list[st
     for impl in hook.get_hookimpls():
         name = registry.pm.get_name(impl.plugin) or "?"
         before = dict(group.commands)
+        args = {"cli": group, "plugin_context": _plugin_context}
         try:
-            impl.function(cli=group)
+            impl.function(**{k: args[k] for k in impl.argnames})
         except Exception as exc:  # a plugin's bug must not take the command line down
             group.commands = before
             warnings.append(f"plugin {name} failed to add its commands: {exc!r}")
@@ -198,6 +199,14 @@ def add_plugin_commands(group: click.Group, registry: PluginRegistry) -> list[st
             warnings.append(message + "; kept the built-in")
             registry.failures.append(PluginFailure(name, "hook tapir_cli_commands", message))
     return warnings
+
+
+def _plugin_context(plugin: str) -> Any:
+    # For plugin commands: the context a job would give the plugin, opened on demand.
+    state = click.get_current_context().find_object(CliState)
+    if state is None:
+        raise click.ClickException("no appliance settings in this command's context")
+    return state.appliance().plugin_context(plugin)
 
 
 def _resolve_device_name(name: str) -> str:

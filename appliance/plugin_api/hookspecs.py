@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import click
     import flask
 
-    from .context import AssetInfo
+    from .context import AssetInfo, PluginContext
     from .roles import ApplicationPlugin, HypervisorPlugin, MediaPlugin
 
 PROJECT = "tapir"
@@ -73,8 +75,14 @@ def tapir_notify(event: str, subject: str, body: str, details: dict[str, Any]) -
 
 
 @hookspec
-def tapir_cli_commands(cli: click.Group) -> None:
-    """Add commands or groups to the ``tapir`` command line."""
+def tapir_cli_commands(cli: click.Group, plugin_context: Callable[[str], PluginContext]) -> None:
+    """Add commands or groups to the ``tapir`` command line.
+
+    A command that needs the appliance calls ``plugin_context(name)`` with its
+    plugin's role name (e.g. ``"tape"``) when it runs: it opens the appliance and
+    returns the same narrow context a job would give that role (for a media plugin
+    with ``volumes`` and ``devices``). Implementations may omit the argument.
+    """
 
 
 @hookspec
