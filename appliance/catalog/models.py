@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -137,19 +138,35 @@ class Pool(Base):
 
 
 class Volume(Base):
-    """One medium of a pool: a disk folder or a tape cartridge."""
+    """One medium of a pool: a disk folder or a tape cartridge.
+
+    States and locations are listed in docs/design/tape.md (and checked by
+    engine/volumes.py, the only writer). A tape belongs to one media set of its pool,
+    at a sequence number; cleaning cartridges carry the ``cleaning`` flag and count
+    their uses.
+    """
 
     __tablename__ = "volumes"
     id: Mapped[int] = mapped_column(primary_key=True)
     pool_id: Mapped[int | None] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"))
     label: Mapped[str] = mapped_column(String(200), unique=True)  # barcode or folder label
-    uuid: Mapped[str | None] = mapped_column(String(64))
+    uuid: Mapped[str | None] = mapped_column(String(64))  # written in the media label
     state: Mapped[str] = mapped_column(String(30), default="writable")
     location: Mapped[str] = mapped_column(String(200), default="")
     bytes_used: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_total: Mapped[int | None] = mapped_column(BigInteger)
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    media_set: Mapped[str | None] = mapped_column(String(64), index=True)  # media set uuid
+    media_set_seq: Mapped[int | None] = mapped_column(Integer)  # 0.. within the set
+    worm: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    cleaning: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    cleaning_uses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_written_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    labeled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    media_type: Mapped[str] = mapped_column(String(50), default="", server_default="")
+    error_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     pool: Mapped[Pool | None] = relationship(back_populates="volumes")
 
 

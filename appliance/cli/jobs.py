@@ -1,4 +1,4 @@
-"""``tapir job``: define backup jobs, list them, run one now."""
+"""``tapir job``: define backup and copy jobs, list them, run one now."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from .records import job_listing, run_duration
 from .state import CliState, pass_state
 
 LEVELS = ("auto", "full", "incremental")
+TIERS = ("daily", "weekly", "monthly", "yearly")
 
 
 def _job_specs(state: CliState, plugin: str) -> list[OptionSpec]:
@@ -38,19 +39,26 @@ def job() -> None:
 
 @job.command("create")
 @click.argument("name")
-@click.option("--plugin", required=True, help="Source plugin, e.g. files.")
-@click.option("--pool", required=True, help="Pool the backups go to.")
+@click.option("--plugin", help="Source plugin, e.g. files (a backup job).")
+@click.option("--copy-from", "copy_from", metavar="POOL", help="Copy the points of POOL.")
+@click.option("--pool", required=True, help="Pool the backups (or copies) go to.")
 @click.option("--path", "paths", multiple=True, metavar="P", help="Path to back up (repeat).")
 @click.option("--include", multiple=True, metavar="GLOB", help="Only paths matching (repeat).")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip paths matching (repeat).")
 @click.option("--schedule", metavar="CRON", help="Cron expression, e.g. '0 2 * * *'.")
 @click.option("--retention", metavar="POLICY", help="Retention policy name.")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Plugin option.")
+@click.option(
+    "--source-job", "source_jobs", multiple=True, metavar="JOB", help="Copy only JOB's points."
+)
+@click.option("--max-age", type=int, metavar="DAYS", help="Copy only points younger than DAYS.")
+@click.option("--tier", type=click.Choice(TIERS), help="Copy one point per period of each chain.")
 @pass_state
 def job_create(
     state: CliState,
     name: str,
-    plugin: str,
+    plugin: str | None,
+    copy_from: str | None,
     pool: str,
     paths: tuple[str, ...],
     include: tuple[str, ...],
@@ -58,13 +66,47 @@ def job_create(
     schedule: str | None,
     retention: str | None,
     options: tuple[str, ...],
+    source_jobs: tuple[str, ...],
+    max_age: int | None,
+    tier: str | None,
 ) -> None:
-    """Create the backup job NAME.
+    """Create the backup job NAME (--plugin) or the copy job NAME (--copy-from).
 
-    --path (made absolute), --include and --exclude become the plugin options
-    ``paths``, ``include`` and ``exclude`` (lists); --option sets any other option
-    the plugin declares.
+    A backup job: --path (made absolute), --include and --exclude become the plugin
+    options ``paths``, ``include`` and ``exclude`` (lists); --option sets any other
+    option the plugin declares.
+
+    A copy job copies the recovery points of the pool --copy-from into --pool: all of
+    them, or those of each --source-job, younger than --max-age days, one per --tier
+    period. Points already copied are never copied again.
     """
+    if (plugin is None) == (copy_from is None):
+        raise click.UsageError("give either --plugin (a backup job) or --copy-from (a copy job)")
+    if copy_from is not None:
+        backup_only = {
+            "--path": paths,
+            "--include": include,
+            "--exclude": exclude,
+            "--option": options,
+        }
+        given = [flag for flag, values in backup_only.items() if values]
+        if given:
+            raise click.UsageError(f"a copy job takes no {', '.join(given)}")
+        copy_job = state.appliance().create_copy_job(
+            name,
+            copy_from,
+            pool,
+            jobs=list(source_jobs) or None,
+            max_age_days=max_age,
+            tier=tier,
+            schedule=schedule,
+            retention=retention,
+        )
+        click.echo(f"created copy job {copy_job.name} ({copy_from} -> {pool})")
+        return
+    assert plugin is not None
+    if source_jobs or max_age is not None or tier is not None:
+        raise click.UsageError("--source-job, --max-age and --tier describe a copy job")
     opts = parse_options(options, _job_specs(state, plugin))
     # Relative paths mean the operator's working folder; the job runs elsewhere later.
     absolute = tuple(os.path.abspath(p) for p in paths)
@@ -83,7 +125,7 @@ def job_create(
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_state
 def job_list(state: CliState, as_json: bool) -> None:
-    """List jobs with their pool, schedule and next run."""
+    """List jobs with their plugin (or what they copy), pool, schedule and next run."""
     records = job_listing(state.appliance())
     if as_json:
         print_json(records)
@@ -93,7 +135,7 @@ def job_list(state: CliState, as_json: bool) -> None:
         [
             [
                 r["name"],
-                r["plugin"],
+                _what(r),
                 r["pool"],
                 ", ".join(s["cron"] for s in r["schedules"]) or "manual",
                 format_time(r["next_run_at"]),
@@ -104,6 +146,21 @@ def job_list(state: CliState, as_json: bool) -> None:
         ],
         empty="no jobs; create one with 'tapir job create'",
     )
+
+
+def _what(record: dict[str, Any]) -> str:
+    """The plugin of a backup job; "copy from POOL" (and its filters) for a copy job."""
+    if record.get("kind") != "copy":
+        return str(record["plugin"])
+    sel = record.get("selection") or {}
+    parts = [f"copy from {sel.get('source_pool', '?')}"]
+    if sel.get("jobs"):
+        parts.append("jobs " + ",".join(sel["jobs"]))
+    if sel.get("max_age_days"):
+        parts.append(f"max {sel['max_age_days']}d")
+    if sel.get("tier"):
+        parts.append(sel["tier"])
+    return ", ".join(parts)
 
 
 def run_summary(run: Run) -> dict[str, Any]:

@@ -15,8 +15,9 @@ from typing import Any
 from .. import security
 from ..catalog.database import Catalog
 from ..config import Settings
-from ..plugin_api.context import NullProgress, PluginContext, ProgressReporter
+from ..plugin_api.context import NullProgress, PluginContext, PoolInfo, ProgressReporter
 from ..plugin_manager import PluginRegistry
+from .volumes import CatalogDeviceLookup, CatalogVolumeRegistry
 
 
 def _default_writer(*args: Any, **kwargs: Any) -> Any:
@@ -42,6 +43,9 @@ class EngineContext:
     writer_factory: Callable[..., Any] = _default_writer
     #: RecoveryPointReader(repo, manifest)
     reader_factory: Callable[..., Any] = _default_reader
+    #: Writes an audit event (action, target, **details); the Appliance sets it so that
+    #: changes plugins make (volume rows) are attributed to the acting operator.
+    audit: Callable[..., None] | None = None
     _master_key: bytes | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -74,10 +78,21 @@ class EngineContext:
         if run_id is not None:
             # The run's log keeps the plugin's INFO lines whatever the root logger's level.
             logger.setLevel(logging.INFO)
+        media = plugin in self.registry.media
         return PluginContext(
             logger=logger,
             progress=progress or NullProgress(),
             check_canceled=check_canceled or (lambda: None),
             read_secret=self.read_secret,
             state_dir=state_dir,
+            # Volumes and devices are a media plugin's business only.
+            volumes=CatalogVolumeRegistry(self.catalog, self.audit, plugin) if media else None,
+            devices=CatalogDeviceLookup(self.catalog) if media else None,
+            catalog={"pool_info": self.pool_info},
         )
+
+    def pool_info(self, name: str) -> PoolInfo:
+        """A pool as its media plugin sees it (the ``pool_info`` catalog look-up)."""
+        from .pools import get_pool, pool_info
+
+        return pool_info(get_pool(self, name))

@@ -1,5 +1,8 @@
 """Applying retention: per job, asset and pool, delete the points no rule keeps.
 
+A copy job's points are split further by the job they were copied from, so each
+source chain keeps its own newest point and GFS buckets on the target.
+
 The policy is the job's, else the pool's; points with neither are all kept. A real
 prune deletes each point's manifest from the medium first and its row second, so
 the catalog never names a point whose manifest is gone... except for the moment in
@@ -19,6 +22,7 @@ from sqlalchemy import select
 from ..catalog.models import Asset, Job, Pool, RecoveryPoint, RetentionPolicy, utcnow
 from ..datapath.repository import Repository
 from .context import EngineContext
+from .copy import copy_chain_key
 from .pools import open_repository
 from .retention import PointInfo, RetentionRules, plan_retention
 
@@ -68,12 +72,13 @@ def plan_prune(
             q = q.where(RecoveryPoint.job_id == job_id)
         rows = s.execute(q).all()
         policies = {p.id: p for p in s.scalars(select(RetentionPolicy))}
-    chains: dict[tuple[int | None, int, int], list[tuple[RecoveryPoint, str, Job | None]]]
-    chains = defaultdict(list)
-    policy_of: dict[tuple[int | None, int, int], RetentionPolicy | None] = {}
+    # A copy job's points form one chain per source job (see engine/copy.py).
+    Chain = tuple[int | None, int, int, str | None]
+    chains: dict[Chain, list[tuple[RecoveryPoint, str, Job | None]]] = defaultdict(list)
+    policy_of: dict[Chain, RetentionPolicy | None] = {}
     pool_of: dict[str, int] = {}
     for rp, asset_name, job_row, pool in rows:
-        key = (rp.job_id, rp.asset_id, rp.pool_id)
+        key = (rp.job_id, rp.asset_id, rp.pool_id, copy_chain_key(rp))
         chains[key].append((rp, asset_name, job_row))
         pool_of[rp.id] = pool.id
         policy_id = (

@@ -297,11 +297,11 @@ def _known_points(env: EngineContext, ids: list[str]) -> dict[str, tuple[int, in
 
 
 def _jobs(env: EngineContext) -> dict[str, tuple[int, str]]:
-    """name -> (id, plugin) of every job."""
+    """name -> (id, plugin) of every job; a copy job's plugin is "*" (any plugin)."""
     with env.catalog.session() as s:
         return {
-            name: (jid, plugin)
-            for jid, name, plugin in s.execute(select(Job.id, Job.name, Job.plugin))
+            name: (jid, "*" if kind == "copy" else plugin)
+            for jid, name, plugin, kind in s.execute(select(Job.id, Job.name, Job.plugin, Job.kind))
         }
 
 
@@ -315,7 +315,7 @@ def _job_for(
         report.unlinked_jobs[manifest.job] = "no job of that name in the catalog"
         return None
     job_id, job_plugin = found
-    if job_plugin != plugin:
+    if job_plugin not in (plugin, "*"):
         # Another job reusing the name: linking would chain its backups onto foreign points.
         report.unlinked_jobs[manifest.job] = (
             f"the job of that name uses plugin {job_plugin!r}, the points were made by {plugin!r}"
@@ -494,6 +494,18 @@ def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(value, default=str))
 
 
+def _made_at(rp: RecoveryPoint) -> datetime:
+    """When the point was written: a copy keeps its source's creation time, so its own
+    writing time is in its metadata."""
+    copied_at = (rp.meta or {}).get("copied_at")
+    if isinstance(copied_at, str):
+        try:
+            return _parse_time(copied_at)
+        except ValueError:
+            pass
+    return rp.created_at
+
+
 def adopt_orphaned_points(env: EngineContext, run_ids: list[int]) -> list[str]:
     """Adopt whole backups that dead runs stored on their pools but never recorded.
 
@@ -511,7 +523,7 @@ def adopt_orphaned_points(env: EngineContext, run_ids: list[int]) -> list[str]:
                 select(Run, Job, Pool)
                 .join(Job, Run.job_id == Job.id)
                 .join(Pool, Job.pool_id == Pool.id)
-                .where(Run.id.in_(run_ids), Run.kind == "backup")
+                .where(Run.id.in_(run_ids), Run.kind.in_(("backup", "copy")))
             )
         ]
         s.expunge_all()
@@ -529,7 +541,7 @@ def adopt_orphaned_points(env: EngineContext, run_ids: list[int]) -> list[str]:
             for rp in s.scalars(select(RecoveryPoint).where(RecoveryPoint.id.in_(report.added))):
                 for run, job, p in dead:
                     started = run.started_at or run.queued_at
-                    if p.id == pool.id and rp.job_id == job.id and rp.created_at >= started:
+                    if p.id == pool.id and rp.job_id == job.id and _made_at(rp) >= started:
                         rp.run_id = run.id
                         links.append((run.id, rp.id))
                         break

@@ -142,6 +142,8 @@ def tick(catalog: Catalog, now: datetime | None = None) -> list[int]:
                 continue
             run = Run(
                 job_id=sched.job_id,
+                # A copy job's runs are copies; every other job's are backups.
+                kind="copy" if sched.job.kind == "copy" else "backup",
                 level=sched.level,
                 trigger="schedule",
                 state=RunState.QUEUED,

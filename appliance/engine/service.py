@@ -48,6 +48,7 @@ from ..catalog.models import (
 )
 from ..config import Settings, load_settings
 from ..datapath.repository import GcReport, Repository, VerifyReport
+from ..plugin_api.context import PluginContext
 from ..plugin_api.errors import TapirError
 from ..plugin_api.items import Item, ItemKind
 from ..plugin_api.roles import RestoreResult
@@ -59,6 +60,7 @@ from . import runs as runs_mod
 from . import scheduler
 from .backup import LEVELS, execute_backup
 from .context import EngineContext
+from .copy import COPY_KIND, COPY_PLUGIN, CopySelection, execute_copy
 from .monitor import cancel_locally
 from .progress import ProgressListener, ProgressSnapshot, RunProgress
 from .prune import PruneDecision, PrunePlan
@@ -128,7 +130,7 @@ class Appliance:
         self.settings = settings
         self.catalog = catalog
         self.registry = registry
-        self.env = EngineContext(settings, catalog, registry)
+        self.env = EngineContext(settings, catalog, registry, audit=self._audit)
         self.worker = runs_mod.worker_name()
 
     @classmethod
@@ -530,6 +532,90 @@ class Appliance:
         )
         return self._job(name)
 
+    def create_copy_job(
+        self,
+        name: str,
+        source_pool: str,
+        target_pool: str,
+        *,
+        jobs: list[str] | None = None,
+        max_age_days: int | None = None,
+        tier: str | None = None,
+        schedule: str | None = None,
+        retention: str | None = None,
+        timezone: str | None = None,
+    ) -> Job:
+        """Create a copy job: recovery points of ``source_pool`` copied into ``target_pool``.
+
+        ``jobs`` limits the copy to points of those jobs, ``max_age_days`` to points
+        younger than that, ``tier`` ("daily", "weekly", "monthly", "yearly") to one
+        point per period of each chain (see engine/copy.py). ``schedule`` is a cron
+        expression in ``timezone`` (default: the host's zone); ``retention`` a policy
+        for the copies (default: the target pool's).
+        """
+        pools_mod.validate_name("job", name)
+        selection = CopySelection(
+            source_pool=source_pool,
+            jobs=tuple(jobs) if jobs is not None else None,
+            max_age_days=max_age_days,
+            tier=tier,
+        )
+        tz = timezone or local_timezone()
+        cron = None
+        if schedule:
+            cron = scheduler.validate_cron(schedule)
+            scheduler.zone(tz)
+        with self.catalog.session() as s:
+            if s.scalar(select(Job.id).where(Job.name == name)) is not None:
+                raise ValueError(f"a job named {name!r} already exists")
+            source_id = s.scalar(select(Pool.id).where(Pool.name == source_pool))
+            if source_id is None:
+                raise KeyError(f"no pool named {source_pool!r}")
+            target_id = s.scalar(select(Pool.id).where(Pool.name == target_pool))
+            if target_id is None:
+                raise KeyError(f"no pool named {target_pool!r}")
+            if source_id == target_id:
+                raise ValueError("a copy job needs two different pools")
+            for source_job in jobs or []:
+                if s.scalar(select(Job.id).where(Job.name == source_job)) is None:
+                    raise KeyError(f"no job named {source_job!r}")
+            policy_id = None
+            if retention is not None:
+                policy_id = s.scalar(
+                    select(RetentionPolicy.id).where(RetentionPolicy.name == retention)
+                )
+                if policy_id is None:
+                    raise KeyError(f"no retention policy named {retention!r}")
+            job = Job(
+                name=name,
+                plugin=COPY_PLUGIN,
+                kind=COPY_KIND,
+                pool_id=target_id,
+                options={},
+                selection=selection.as_dict(),
+                retention_policy_id=policy_id,
+            )
+            if cron:
+                job.schedules.append(
+                    Schedule(
+                        cron=cron,
+                        timezone=tz,
+                        next_run_at=scheduler.next_fire(cron, tz, utcnow()),
+                    )
+                )
+            s.add(job)
+        self._audit(
+            "job.create",
+            name,
+            kind=COPY_KIND,
+            pool=target_pool,
+            selection=selection.as_dict(),
+            schedule=cron,
+            timezone=tz,
+            retention=retention,
+        )
+        return self._job(name)
+
     def _job(self, name: str) -> Job:
         with self.catalog.session() as s:
             job = s.scalar(_job_query().where(Job.name == name))
@@ -557,7 +643,9 @@ class Appliance:
     def queue_run(self, job_name: str, level: str = "auto", trigger: str = "manual") -> int:
         """Put a run of the job in the queue for a worker; returns its id."""
         job = self._check_runnable(job_name, level)
-        run_id = runs_mod.queue_run(self.catalog, job.id, level=level, trigger=trigger)
+        run_id = runs_mod.queue_run(
+            self.catalog, job.id, kind=_run_kind(job), level=level, trigger=trigger
+        )
         runs_mod.log_line(self.catalog, run_id, f"queued ({trigger}, level {level})")
         self._audit("run.queue", job_name, run=run_id, level=level, trigger=trigger)
         return run_id
@@ -568,6 +656,8 @@ class Appliance:
         job = self._job(job_name)
         if not job.enabled:
             raise TapirError(f"job {job_name!r} is disabled")
+        if job.kind == COPY_KIND and level != "auto":
+            raise ValueError(f"job {job_name!r} copies recovery points: it has no backup level")
         return job
 
     def claim_next_run(self, worker: str) -> int | None:
@@ -587,13 +677,19 @@ class Appliance:
         """
         worker = worker or self.worker
         run = self.run(run_id)
-        if run.kind != "backup":
+        if run.kind not in ("backup", COPY_KIND):
             runs_mod.finish_run(
                 self.catalog, run_id, RunState.FAILED, f"unknown run kind {run.kind!r}"
             )
             return self.run(run_id)
-        execute_backup(self.env, run_id, worker, progress)
+        self._execute(run, worker, progress)
         return self.run(run_id)
+
+    def _execute(self, run: Run, worker: str, progress: ProgressListener | None) -> None:
+        if run.kind == COPY_KIND:
+            execute_copy(self.env, run.id, worker, progress, tz=_local_zone())
+        else:
+            execute_backup(self.env, run.id, worker, progress)
 
     def run_job(
         self, job_name: str, level: str = "auto", progress: ProgressListener | None = None
@@ -609,6 +705,7 @@ class Appliance:
         with self.catalog.session() as s:
             run = Run(
                 job_id=job.id,
+                kind=_run_kind(job),
                 level=level,
                 trigger="manual",
                 state=RunState.RUNNING,
@@ -621,7 +718,7 @@ class Appliance:
             s.flush()
             run_id = run.id
         self._audit("run.start", job_name, run=run_id, level=level)
-        execute_backup(self.env, run_id, self.worker, progress)
+        self._execute(self.run(run_id), self.worker, progress)
         return self.run(run_id)
 
     def cancel_run(self, run_id: int) -> None:
@@ -668,6 +765,12 @@ class Appliance:
         if ids:
             adopt_orphaned_points(self.env, ids)
         return ids
+
+    def plugin_context(self, plugin: str) -> PluginContext:
+        """The narrow context a plugin's role ``plugin`` receives (for plugin CLI commands)."""
+        if plugin not in self.registry.media and plugin not in self.registry.sources:
+            raise KeyError(f"no plugin role named {plugin!r}")
+        return self.env.plugin_context(plugin)
 
     # Tape devices
 
@@ -886,6 +989,10 @@ def _job_query() -> Any:
     return select(Job).options(
         selectinload(Job.pool), selectinload(Job.retention_policy), selectinload(Job.schedules)
     )
+
+
+def _run_kind(job: Job) -> str:
+    return COPY_KIND if job.kind == COPY_KIND else "backup"
 
 
 def _rp_query() -> Any:

@@ -26,6 +26,14 @@ from .errors import (
 )
 from .hookspecs import PROJECT, hookimpl, hookspec
 from .items import ChunkRef, Extent, Item, ItemKind
+from .media import (
+    VOLUME_LOCATIONS,
+    VOLUME_STATES,
+    DeviceInfo,
+    DeviceLookup,
+    VolumeInfo,
+    VolumeRegistry,
+)
 from .roles import (
     ApplicationPlugin,
     BackupLevel,
@@ -46,6 +54,8 @@ API_VERSION = 1
 __all__ = [
     "API_VERSION",
     "PROJECT",
+    "VOLUME_LOCATIONS",
+    "VOLUME_STATES",
     "ApplicationPlugin",
     "AssetInfo",
     "BackupLevel",
@@ -57,6 +67,8 @@ __all__ = [
     "ChunkMissing",
     "ChunkRef",
     "ConnectionFailed",
+    "DeviceInfo",
+    "DeviceLookup",
     "DiskImage",
     "DiskReadFn",
     "EndpointInfo",
@@ -81,6 +93,8 @@ __all__ = [
     "RunCanceled",
     "SourcePlugin",
     "TapirError",
+    "VolumeInfo",
+    "VolumeRegistry",
     "WriteSession",
     "hookimpl",
     "hookspec",

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from .media import DeviceLookup, VolumeRegistry
+
 
 class ProgressReporter(Protocol):
     """Reports how far a long operation is; the CLI and web panel show bytes, rate and ETA."""
@@ -94,3 +96,7 @@ class PluginContext:
     state_dir: Path | None = None
     #: Catalog look-ups offered to plugins, by name (documented in docs/plugin-guide.md).
     catalog: dict[str, Callable[..., object]] = field(default_factory=dict)
+    #: Volume rows of the catalog (media plugins only; None elsewhere).
+    volumes: VolumeRegistry | None = None
+    #: Registered tape changers and drives by name (media plugins only; None elsewhere).
+    devices: DeviceLookup | None = None
