@@ -223,4 +223,11 @@ def render(records: list[dict]) -> str:
     body += [render_record(r) + "\n" for r in sorted(records, key=lambda r: r["scale"])]
     if FINDINGS.exists():
         body += ["## Findings", "", FINDINGS.read_text().strip(), ""]
+    body += [
+        "## Other benchmarks",
+        "",
+        "* Tape drive layer against a bare WRITE loop on the test library: "
+        "[benchmarks-tape.md](benchmarks-tape.md) (`benchmarks/tape_drive_rate.py`).",
+        "",
+    ]
     return "\n".join(body)
