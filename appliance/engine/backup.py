@@ -39,7 +39,7 @@ from ..plugin_api.roles import (
 )
 from . import runs
 from .context import EngineContext
-from .monitor import RunLogHandler, RunMonitor
+from .monitor import RunMonitor
 from .pools import open_repository
 from .progress import ProgressListener
 
@@ -137,9 +137,6 @@ def execute_backup(
     info = run_info(run, job, pool)
     outcome = RunOutcome()
     monitor = RunMonitor(env.catalog, run_id, worker, phase="backup", listener=listener)
-    plugin_logger = logging.getLogger(f"tapir.plugin.{job.plugin if job else '?'}.run{run_id}")
-    handler = RunLogHandler(env.catalog, run_id)
-    plugin_logger.addHandler(handler)
     try:
         with monitor:
             env.registry.call_event("tapir_run_started", run=info)
@@ -159,7 +156,7 @@ def execute_backup(
         outcome.state = RunState.FAILED
         outcome.errors.append(_describe(exc))
     finally:
-        plugin_logger.removeHandler(handler)
+        env.release_run_loggers(run_id)
     if outcome.state == RunState.SUCCEEDED and outcome.errors:
         outcome.state = RunState.FAILED
     if outcome.state == RunState.SUCCEEDED and outcome.warnings:
@@ -241,7 +238,7 @@ def _backup_job(
     assets = resolve_assets(env, plugin, job, endpoint, endpoint_info, ctx)
     if not assets:
         raise TapirError(f"job {job.name}: no asset to back up (discovery found nothing)")
-    with open_repository(env, pool) as repo:
+    with open_repository(env, pool, monitor) as repo:
         for asset_id, asset in assets:
             monitor.check_canceled()
             try:
@@ -387,6 +384,14 @@ def backup_asset(
                     f"cannot read parent {chain[0].id} for a log backup: {exc}"
                 ) from exc
             level, why = BackupLevel.FULL, f"parent {chain[0].id} unreadable ({exc})"
+        if parent_manifest is not None and not repo.store.can_reference(chain[0].id):
+            # e.g. a tape pool that starts a new media set: every set restores alone.
+            if level == BackupLevel.LOG:
+                raise TapirError(
+                    f"a log backup needs its parent {chain[0].id} on the medium it writes to"
+                )
+            level, why = BackupLevel.FULL, f"the pool cannot reference parent {chain[0].id}"
+            parent_manifest = None
     runs.log_line(env.catalog, run.id, f"{asset.name}: {level} backup ({why})")
     kind = recovery_point_kind(plugin, asset)
     asset_doc = {

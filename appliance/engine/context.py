@@ -17,6 +17,7 @@ from ..catalog.database import Catalog
 from ..config import Settings
 from ..plugin_api.context import NullProgress, PluginContext, PoolInfo, ProgressReporter
 from ..plugin_manager import PluginRegistry
+from .monitor import RunLogHandler
 from .volumes import CatalogDeviceLookup, CatalogVolumeRegistry
 
 
@@ -76,8 +77,11 @@ class EngineContext:
         suffix = f".run{run_id}" if run_id is not None else ""
         logger = logging.getLogger(f"tapir.plugin.{plugin}{suffix}")
         if run_id is not None:
-            # The run's log keeps the plugin's INFO lines whatever the root logger's level.
+            # The run's log keeps the plugin's INFO lines whatever the root logger's level;
+            # every plugin a run involves (its source and its pool's medium) logs into it.
             logger.setLevel(logging.INFO)
+            if not any(isinstance(h, RunLogHandler) for h in logger.handlers):
+                logger.addHandler(RunLogHandler(self.catalog, run_id))
         media = plugin in self.registry.media
         return PluginContext(
             logger=logger,
@@ -90,6 +94,18 @@ class EngineContext:
             devices=CatalogDeviceLookup(self.catalog) if media else None,
             catalog={"pool_info": self.pool_info},
         )
+
+    def release_run_loggers(self, run_id: int) -> None:
+        """Detach and forget the loggers :meth:`plugin_context` made for a finished run."""
+        suffix = f".run{run_id}"
+        manager = logging.Logger.manager
+        for name in [n for n in list(manager.loggerDict) if n.startswith("tapir.plugin.")]:
+            if not name.endswith(suffix):
+                continue
+            logger = manager.loggerDict.pop(name)
+            if isinstance(logger, logging.Logger):
+                for handler in list(logger.handlers):
+                    logger.removeHandler(handler)
 
     def pool_info(self, name: str) -> PoolInfo:
         """A pool as its media plugin sees it (the ``pool_info`` catalog look-up)."""

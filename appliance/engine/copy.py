@@ -240,6 +240,8 @@ def execute_copy(
         log.exception("copy run %s failed", run_id)
         outcome.state = RunState.FAILED
         outcome.errors.append(_describe(exc))
+    finally:
+        env.release_run_loggers(run_id)
     _finish(env, run, job, info, monitor, outcome)
 
 
@@ -336,8 +338,8 @@ def _copy_job(
         return
     monitor.progress.set_total(bytes_total=total)
     with (
-        open_repository(env, source) as src_repo,
-        open_repository(env, target) as dst_repo,
+        open_repository(env, source, monitor) as src_repo,
+        open_repository(env, target, monitor) as dst_repo,
         # Keeps gc of the source from deleting chunks of a point being read.
         src_repo.store.guard(exclusive=False),
     ):
@@ -430,6 +432,13 @@ def copy_point(
     source_job = source_job or manifest.job or ""
     parent_id = _previous_copy(env, job, src.asset_id, source_job)
     parent = None
+    if parent_id is not None and not dst_repo.store.can_reference(parent_id):
+        runs.log_line(
+            env.catalog,
+            run.id,
+            f"{src.id}: the target cannot reference previous copy {parent_id}; copying in full",
+        )
+        parent_id = None
     if parent_id is not None:
         try:
             parent = dst_repo.read_manifest(parent_id)

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -15,6 +15,9 @@ from ..datapath.repository import Repository
 from ..plugin_api.context import PoolInfo
 from ..plugin_api.errors import TapirError
 from .context import EngineContext
+
+if TYPE_CHECKING:
+    from .monitor import RunMonitor
 
 DEFAULT_POOL = "default"
 COMPRESSIONS = ("zstd:3", "zstd:1", "none")
@@ -57,10 +60,10 @@ def create_pool(
     options: dict[str, Any] | None = None,
     max_concurrent_runs: int | None = None,
 ) -> Pool:
-    """Create the pool's medium, initialise its repository, then record the pool.
+    """Record the pool, create its medium and initialise its repository.
 
-    The catalog row is committed only when the medium is ready; a failure leaves no
-    row behind (and a media plugin refuses a medium that already holds data).
+    A failure to create the medium removes the row again, so no pool is left
+    without a medium (and a media plugin refuses a medium that already holds data).
     """
     validate_name("pool", name)
     validate_compression(compression)
@@ -97,16 +100,30 @@ def create_pool(
         )
         s.add(pool)
         s.flush()
-        ctx = env.plugin_context(media)
-        store = plugin.create(pool_info(pool), ctx)
+        pool_id = pool.id
+    # The medium is made outside the catalog transaction: a media plugin may look
+    # things up in the catalog (a tape pool checks its devices), which would wait
+    # on this very transaction's write lock on SQLite. A failure removes the row.
+    try:
+        store = plugin.create(pool_info(pool), env.plugin_context(media))
         try:
             repo = Repository.initialize(
                 store, master_key=master_key, encrypted=encrypted, compression=compression
             )
         finally:
             store.close()
-        pool.options = {**opts, MEDIUM_ID: repo.pool_id}
-        return pool
+    except BaseException:
+        with env.catalog.session() as s:
+            row = s.get(Pool, pool_id)
+            if row is not None:
+                s.delete(row)
+        raise
+    with env.catalog.session() as s:
+        row = s.get(Pool, pool_id)
+        assert row is not None
+        row.options = {**opts, MEDIUM_ID: repo.pool_id}
+        s.flush()
+        return row
 
 
 #: Pool option recording the medium's own id, checked at every opening.
@@ -114,10 +131,25 @@ MEDIUM_ID = "medium_id"
 
 
 @contextmanager
-def open_repository(env: EngineContext, pool: Pool) -> Iterator[Repository]:
-    """The pool's repository, opened with the master key; the medium is closed afterwards."""
+def open_repository(
+    env: EngineContext, pool: Pool, monitor: RunMonitor | None = None
+) -> Iterator[Repository]:
+    """The pool's repository, opened with the master key; the medium is closed afterwards.
+
+    With a run's ``monitor``, the media plugin logs into the run's log, reports to its
+    progress (a tape pool waiting for a free drive says so) and sees its cancellation.
+    """
     plugin = env.registry.media_plugin(pool.media)
-    store = plugin.open(pool_info(pool), env.plugin_context(pool.media))
+    if monitor is not None:
+        ctx = env.plugin_context(
+            pool.media,
+            run_id=monitor.run_id,
+            progress=monitor.progress,
+            check_canceled=monitor.check_canceled,
+        )
+    else:
+        ctx = env.plugin_context(pool.media)
+    store = plugin.open(pool_info(pool), ctx)
     try:
         try:
             repo = Repository.open(store, master_key=env.master_key())

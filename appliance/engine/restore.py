@@ -105,7 +105,7 @@ def restore_point(
     runs.log_line(env.catalog, run_id, f"restore of {rp.id} ({asset.name}) {where}")
     monitor = RunMonitor(env.catalog, run_id, worker, phase="restore", listener=listener)
     try:
-        with monitor, open_repository(env, pool) as repo:
+        with monitor, open_repository(env, pool, monitor) as repo:
             manifest = repo.read_manifest(rp.id)
             missing = _missing_paths(repo, manifest, paths or [])
             if missing:
@@ -125,6 +125,8 @@ def restore_point(
         runs.finish_run(env.catalog, run_id, state, str(exc) or type(exc).__name__)
         runs.log_line(env.catalog, run_id, f"restore {state}: {exc}", "ERROR")
         raise
+    finally:
+        env.release_run_loggers(run_id)
     state = RunState.WARNING if result.warnings else RunState.SUCCEEDED
     error = None
     for w in result.warnings:

@@ -217,6 +217,17 @@ class MediaStore(ABC):
     def capacity(self) -> Capacity:
         """Space used and free."""
 
+    def can_reference(self, manifest_name: str) -> bool:
+        """Whether a backup written now may reference the chunks of this stored point.
+
+        An incremental keeps its parent's unchanged chunks by reference. A medium
+        whose deduplication scope is narrower than the pool (a tape pool's media
+        set, which must restore on its own) answers False for a point outside the
+        scope the next write session will use; the engine then makes a full
+        backup. The default, for media that keep every chunk findable, is True.
+        """
+        return True
+
     def guard(self, exclusive: bool = False) -> AbstractContextManager[object]:
         """Hold the medium against garbage collection.
 
