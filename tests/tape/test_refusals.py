@@ -155,5 +155,7 @@ def test_pool_creation_checks_its_devices_and_leaves_nothing_on_refusal(app: App
         app.create_pool("bad", media="tape", options={"changer": "lib1-d0", "drives": "lib1-d0"})
     assert "bad" not in [p.name for p in app.pools()]
     # Refused pools left no index behind: the name can be used once the options are right.
-    pool = app.create_pool("bad", media="tape", options={"changer": "lib1", "drives": "lib1-d0,lib1-d1"})
+    pool = app.create_pool(
+        "bad", media="tape", options={"changer": "lib1", "drives": "lib1-d0,lib1-d1"}
+    )
     assert pool.options["drives"] == "lib1-d0,lib1-d1"
