@@ -62,9 +62,12 @@ def test_restore_reads_only_the_files_it_needs(
     assert counter.filemark_spaces >= 1
     assert counter.reads < 20 < blocks_on_tape // 8
 
-    # Restoring a big tree reads its archive as one stream: about its own blocks.
+    # Restoring the second big tree skips the first one's archive: reading from the
+    # start of the tape would read at least both archives (2 x own_blocks). Chunks
+    # reach the archive in the order the sealing threads finish, so a restore in
+    # item order steps back now and then: the count varies a little from run to run.
     counter.reads = 0
     [rp2] = app.recovery_points(job="big2")
     assert restored(app, rp2.id, tmp_path / "out2", sources["big2"]) == tree(sources["big2"])
     own_blocks = (5 << 20) // 65536
-    assert own_blocks <= counter.reads < own_blocks + 20
+    assert own_blocks <= counter.reads < 2 * own_blocks
