@@ -15,6 +15,9 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	@# Bytecode ahead of time: every tapir command would otherwise compile its modules
+	@# again where PYTHONDONTWRITEBYTECODE is set.
+	$(PY) -m compileall -q appliance hardware plugins
 	@touch $@
 
 venv: $(VENV)/.installed

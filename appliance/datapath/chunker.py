@@ -60,7 +60,12 @@ class StreamChunker:
 
     ``feed`` yields the chunks that are final so far; ``finish`` returns the rest.
     Chunks are ``bytes`` or read-only ``memoryview`` slices of an immutable ``bytes``
-    given to ``feed`` (never views of a buffer that changes later).
+    (the caller's, or one the chunker joined pieces into), never views of a buffer
+    that changes later.
+
+    Immutable pieces are kept as they arrive and joined only when a batch is cut, so
+    each byte is copied about once (mutable input is copied first, a batch at a time);
+    a write of a whole batch or more arriving with nothing pending is cut in place.
     """
 
     def __init__(self, params: ChunkerParams, *, batch: int | None = None) -> None:
@@ -68,7 +73,8 @@ class StreamChunker:
         self._cdc = FastCDC(
             avg_size=params.avg_size, min_size=params.min_size, max_size=params.max_size
         )
-        self._pending = bytearray()
+        self._parts: list[bytes | memoryview] = []
+        self._size = 0
         # Cutting only once this much is buffered keeps rescans of the open tail rare.
         self._batch = batch if batch is not None else 2 * params.max_size
 
@@ -76,49 +82,91 @@ class StreamChunker:
         """Add ``data``; yield the chunks that no later data can change.
 
         Consume the iterator fully before the next call: chunks are cut as it advances,
-        so a huge write is copied one batch at a time, not all at once.
+        so a huge write is taken in one batch at a time, not all at once.
         """
-        if not self._pending and isinstance(data, bytes) and len(data) >= self._batch:
-            # Large immutable write: cut it in place, no copy.
-            yield from self._cut(memoryview(data), final=False, owned=True)
+        if isinstance(data, bytes) and len(data) >= self.params.max_size:
+            yield from self._feed_large(memoryview(data).toreadonly())
             return
+        immutable = isinstance(data, bytes)
         view = memoryview(data).cast("B")
         try:
             for start in range(0, len(view), self._batch):
-                self._pending += view[start : start + self._batch]
-                if len(self._pending) >= self._batch:
-                    yield from self._cut(memoryview(self._pending), final=False, owned=False)
+                piece = view[start : start + self._batch]
+                # A view of immutable bytes may be kept; anything else is copied now,
+                # since the caller may reuse its buffer.
+                self._parts.append(piece.toreadonly() if immutable else bytes(piece))
+                self._size += len(piece)
+                if self._size >= self._batch:
+                    yield from self._cut(final=False)
         finally:
             view.release()
 
+    def _feed_large(self, view: memoryview) -> Iterator[bytes | memoryview]:
+        """A write of at least ``max_size`` immutable bytes: cut in place.
+
+        Only the chunk that spans the pending tail and the new data is copied; the
+        rest are views of the caller's bytes.
+        """
+        if self._parts:
+            # Cut points inside the pending bytes first: what is left holds none.
+            yield from self._cut(final=False)
+        while self._parts:
+            chunk = self._boundary_chunk(view)
+            yield chunk
+            if len(chunk) >= self._size:
+                view = view[len(chunk) - self._size :]
+                self._parts, self._size = [], 0
+            else:  # only if the pending bytes were never cut; kept for safety
+                rest = memoryview(b"".join(self._parts)).toreadonly()[len(chunk) :]
+                self._parts, self._size = [rest], len(rest)
+        self._parts, self._size = [view], len(view)
+        yield from self._cut(final=False)
+
+    def _boundary_chunk(self, view: memoryview) -> memoryview:
+        """The first chunk of the pending tail followed by ``view`` (which holds at least
+        ``max_size`` bytes), joined into a new buffer."""
+        pending = self._size
+        # Most cuts come well before max_size: try a short join first.
+        for span in (min(2 * self.params.avg_size, self.params.max_size), self.params.max_size):
+            take = max(0, span - pending)
+            head = memoryview(b"".join([*self._parts, view[:take]])).toreadonly()
+            pieces = list(self._cdc.cut_buf(head))
+            # The first cut is final when a later one exists or max_size forced it.
+            if len(pieces) > 1 or len(head) >= self.params.max_size:
+                return head[: pieces[0].length]
+        raise AssertionError("chunker: no cut within max_size")
+
     def finish(self) -> list[bytes | memoryview]:
         """The remaining chunks, at the end of the stream (or before a hole)."""
-        if not self._pending:
+        if not self._parts:
             return []
-        return self._cut(memoryview(self._pending), final=True, owned=False)
+        return self._cut(final=True)
 
     @property
     def buffered(self) -> int:
         """Bytes fed but not yet returned as chunks."""
-        return len(self._pending)
+        return self._size
 
-    def _cut(self, view: memoryview, *, final: bool, owned: bool) -> list[bytes | memoryview]:
-        pieces = [(c.offset, c.length) for c in self._cdc.cut_buf(view)]
+    def _cut(self, *, final: bool) -> list[bytes | memoryview]:
+        parts = self._parts
+        whole = parts[0] if len(parts) == 1 else b"".join(parts)
+        view = memoryview(whole).toreadonly()
+        out: list[bytes | memoryview] = []
+        consumed = 0
+        last: memoryview | None = None
+        for chunk in self._cdc.cut_buf(view):
+            if last is not None:
+                out.append(last)
+                consumed += len(last)
+            last = view[chunk.offset : chunk.offset + chunk.length]
         # A cut point depends on the bytes after it up to max_size, so the last piece
         # may still grow: keep it pending unless the stream ended.
-        keep = len(pieces) if final else len(pieces) - 1
-        if owned:
-            out = [view[o : o + n].toreadonly() for o, n in pieces[:keep]]
-        else:
-            out = [bytes(view[o : o + n]) for o, n in pieces[:keep]]
-        consumed = pieces[keep - 1][0] + pieces[keep - 1][1] if keep else 0
-        if owned:
-            self._pending = bytearray(view[consumed:])
-            view.release()
-        else:
-            view.release()
-            # Deleting from the front of a bytearray only moves its start pointer.
-            del self._pending[:consumed]
+        if last is not None and final:
+            out.append(last)
+            consumed += len(last)
+        tail = view[consumed:]
+        self._parts = [tail] if len(tail) else []
+        self._size = len(tail)
         return out
 
 

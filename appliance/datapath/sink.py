@@ -1,8 +1,14 @@
 """The engine's BackupSink: how a source plugin's items become one recovery point.
 
 The plugin's thread only cuts chunks (and reads disks); hashing, compression,
-encryption and ``put_chunk`` run in a bounded thread pool. A semaphore caps the chunks
-in flight, so a fast source waits for the pool instead of filling memory.
+encryption and ``put_chunk`` run in a bounded thread pool. Chunks go to the pool in
+batches: small ones (the files of a tree full of small files) are gathered and a
+large one is handed over at once (with the small ones gathered before it), so the
+hand-off between threads costs the plugin's thread once per batch, not per chunk.
+A semaphore caps the batches in flight, so a fast source waits for the pool instead
+of filling memory. Cyclic garbage collection is held back while the writer is open
+(see :mod:`.gctune`), and the C allocator keeps large buffers for reuse (see
+:mod:`.memtune`).
 
 Items enter the item stream in the order the plugin added them, each once all of its
 chunks are stored. :meth:`RecoveryPointWriter.finish` waits for the last chunk, commits
@@ -23,7 +29,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
 from ..plugin_api.context import NullProgress, ProgressReporter
@@ -37,15 +43,60 @@ from .chunker import (
     is_zero,
     normalize_extents,
 )
+from .gctune import RelaxedGc
 from .itemcodec import ItemStreamWriter
 from .manifest import Manifest
+from .memtune import tune_allocator
 from .repository import Repository, StoredChunk
 
 DiskReadFn = Callable[[int, int], bytes]
 _PROGRESS_STEP = 4 * 1024 * 1024
 
+#: Chunks smaller than this are grouped into batches before they go to the pool.
+SMALL_CHUNK = 64 * 1024
+#: A batch of small chunks is handed over once it holds this many bytes or chunks.
+BATCH_BYTES = 512 * 1024
+BATCH_CHUNKS = 64
+
+
+_StoreFn = Callable[[bytes | memoryview], ChunkRef]
+
+
+class _Task:
+    """One chunk to store. A worker fills in ``ref``; ``batch`` is the batch's future."""
+
+    __slots__ = ("batch", "data", "fn", "ref")
+
+    def __init__(self, fn: _StoreFn, data: bytes | memoryview) -> None:
+        self.fn: _StoreFn | None = fn
+        self.data: bytes | memoryview | None = data
+        self.ref: ChunkRef | None = None
+        self.batch: Future | None = None
+
+    def done(self) -> bool:
+        """True once the worker finished the batch holding this chunk (or it failed)."""
+        return self.batch is not None and self.batch.done()
+
+    def result(self) -> ChunkRef:
+        """The stored chunk's reference; waits for the batch and raises its failure."""
+        if self.batch is None:
+            raise TapirError("internal error: a chunk was never handed to the pool")
+        self.batch.result()
+        assert self.ref is not None
+        return self.ref
+
+
+def _run_batch(tasks: list[_Task]) -> None:
+    for task in tasks:
+        assert task.fn is not None and task.data is not None
+        task.ref = task.fn(task.data)
+        # Drop the data now: the task lives on in its item's slots until the item is
+        # written, and must not keep the chunk's memory until then.
+        task.fn = task.data = None
+
+
 # One slot of an item's chunk list: a pending store, or a finished reference.
-_Slot = Future | ChunkRef
+_Slot = _Task | ChunkRef
 
 
 def _display(path: bytes) -> str:
@@ -55,7 +106,8 @@ def _display(path: bytes) -> str:
 class ParentItems:
     """The parent recovery point as a :class:`ParentIndex`: items looked up by path.
 
-    The parent's items are loaded into a dict on the first lookup.
+    The parent's items are loaded into a dict by :meth:`load` (the writer calls it
+    before its write session starts) or on the first lookup.
     """
 
     def __init__(self, repo: Repository, manifest: Manifest) -> None:
@@ -65,24 +117,36 @@ class ParentItems:
         self._by_path: dict[bytes, Item] | None = None
         self._lock = threading.Lock()
 
-    def lookup(self, path: bytes) -> Item | None:
-        """The item stored at ``path`` in the parent, or None."""
+    def load(self) -> None:
+        """Read the parent's item list now (idempotent)."""
         with self._lock:
             if self._by_path is None:
                 self._by_path = {item.path: item for item in self.repo.iter_items(self.manifest)}
+
+    def lookup(self, path: bytes) -> Item | None:
+        """The item stored at ``path`` in the parent, or None."""
+        self.load()
+        with self._lock:
+            assert self._by_path is not None
             item = self._by_path.get(path)
         # A copy, so a plugin that edits it cannot change what later lookups return.
         return None if item is None else _copy_item(item)
 
 
+_ITEM_FIELDS = tuple(f.name for f in fields(Item))
+
+
 def _copy_item(item: Item) -> Item:
-    return replace(
-        item,
-        chunks=list(item.chunks),
-        flags=list(item.flags),
-        xattrs=dict(item.xattrs),
-        extra=dict(item.extra),
-    )
+    # Field by field rather than dataclasses.replace, which rebuilds the keyword
+    # arguments and runs __init__: this runs for every item of a backup.
+    copy = Item.__new__(Item)
+    for name in _ITEM_FIELDS:
+        setattr(copy, name, getattr(item, name))
+    copy.chunks = list(item.chunks)
+    copy.flags = list(item.flags)
+    copy.xattrs = dict(item.xattrs)
+    copy.extra = dict(item.extra)
+    return copy
 
 
 @dataclass
@@ -204,25 +268,41 @@ class RecoveryPointWriter:
         self.job = job
         self.created_at = datetime.now(UTC).isoformat()
         self.parent: ParentItems | None = ParentItems(repo, parent) if parent else None
+        if self.parent is not None:
+            # Read the parent's items before the write session starts: on a medium
+            # that reads and writes through the same device (one tape drive), the
+            # parent cannot be read once the session holds it.
+            self.parent.load()
         self._progress = progress or NullProgress()
         self._check_canceled_fn = check_canceled or (lambda: None)
         workers = workers or min(4, os.cpu_count() or 2)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="tapir-chunk")
+        # Counts batches (each holds one large chunk at most, or small ones only).
         self._slots = threading.Semaphore(max_inflight_chunks or 2 * workers + 2)
+        self._batch: list[_Task] = []
+        self._batch_bytes = 0
+        self._batch_lock = threading.Lock()
+        self._gc = RelaxedGc()
+        tune_allocator()
         # Keeps garbage collection out until the manifest references every chunk
         # this backup committed or deduplicated against (see MediaStore.guard).
-        self._guard = repo.store.guard(exclusive=False)
-        self._guard.__enter__()
+        try:
+            self._guard = repo.store.guard(exclusive=False)
+            self._guard.__enter__()
+        except BaseException:
+            self._gc.release()
+            raise
         try:
             self._writer = repo.writer()
         except BaseException:
+            self._gc.release()
             self._guard.__exit__(None, None, None)
             raise
         self._lock = threading.RLock()
         self._queue: deque[_Pending] = deque()
         self._open_files: dict[int, _Pending] = {}
         self._stream = ItemStreamWriter(self._store_stream_chunk, repo.item_chunker)
-        self._stream_slots: list[Future] = []
+        self._stream_slots: list[_Task] = []
         self._warnings: list[str] = []
         self._failure: BaseException | None = None
         self._state = "open"
@@ -356,6 +436,7 @@ class RecoveryPointWriter:
                     raise PluginError(f"file {_display(left)} was opened but never closed")
                 self._drain(wait=True)
                 self._stream.finish()
+            self._flush_batch()
             stream_ids = [slot.result().id for slot in self._stream_slots]
             self._executor.shutdown(wait=True)
             self._raise_if_failed()
@@ -382,6 +463,7 @@ class RecoveryPointWriter:
             raise
         self._state = "finished"
         self.manifest = manifest
+        self._gc.release()
         self._guard.__exit__(None, None, None)
         return manifest
 
@@ -391,9 +473,12 @@ class RecoveryPointWriter:
             return
         self._state = "aborted"
         try:
+            with self._batch_lock:
+                self._batch, self._batch_bytes = [], 0
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._writer.abort()
         finally:
+            self._gc.release()
             self._guard.__exit__(None, None, None)
 
     @property
@@ -495,26 +580,63 @@ class RecoveryPointWriter:
         stored: StoredChunk = self._writer.store(data)
         return ChunkRef(stored.id, stored.length)
 
-    def _store_disk(self, data: bytes) -> ChunkRef:
+    def _store_disk(self, data: bytes | memoryview) -> ChunkRef:
         if is_zero(data):
             return ChunkRef(None, len(data))
         return self._store_data(data)
 
     def _store_stream_chunk(self, data: bytes | memoryview) -> None:
-        self._stream_slots.append(self._submit(self._writer.store, data))
+        self._stream_slots.append(self._submit(self._store_data, data))
 
-    def _submit(self, fn: Callable[[bytes], object], data: bytes | memoryview) -> Future:
+    def _submit(self, fn: _StoreFn, data: bytes | memoryview) -> _Task:
+        task = _Task(fn, data)
+        with self._batch_lock:
+            self._batch.append(task)
+            self._batch_bytes += len(data)
+            if not (
+                len(data) >= SMALL_CHUNK
+                or self._batch_bytes >= BATCH_BYTES
+                or len(self._batch) >= BATCH_CHUNKS
+            ):
+                return task
+            batch, self._batch, self._batch_bytes = self._batch, [], 0
+            self._hand_over(batch)
+        return task
+
+    def _flush_batch(self) -> None:
+        """Hand the small chunks gathered so far to the pool (before waiting for them)."""
+        with self._batch_lock:
+            batch, self._batch, self._batch_bytes = self._batch, [], 0
+            if batch:
+                self._hand_over(batch)
+
+    def _hand_over(self, batch: list[_Task]) -> None:
         # Back-pressure: wait for a free slot, but notice failures and cancellation.
-        while not self._slots.acquire(timeout=0.2):
-            self._raise_if_failed()
-            self._check_canceled()
         try:
-            future = self._executor.submit(fn, data)
+            while not self._slots.acquire(timeout=0.2):
+                self._raise_if_failed()
+                self._check_canceled()
+        except BaseException:
+            self._fail_tasks(batch)
+            raise
+        try:
+            future = self._executor.submit(_run_batch, batch)
         except BaseException:
             self._slots.release()
+            self._fail_tasks(batch)
             raise
+        for task in batch:
+            task.batch = future
         future.add_done_callback(self._task_done)
-        return future
+
+    def _fail_tasks(self, batch: list[_Task]) -> None:
+        # Tasks that never reach the pool still need a finished future: a later
+        # wait on them must raise, never hang.
+        failed: Future = Future()
+        failed.set_exception(TapirError("the backup failed before this chunk was stored"))
+        for task in batch:
+            task.batch = failed
+            task.fn = task.data = None
 
     def _task_done(self, future: Future) -> None:
         self._slots.release()
@@ -533,14 +655,16 @@ class RecoveryPointWriter:
 
     def _drain(self, *, wait: bool) -> None:
         """Move finished items from the head of the queue into the item stream."""
+        if wait:
+            self._flush_batch()
         while self._queue:
             head = self._queue[0]
             if not head.closed:
                 return
-            if not wait and not all(slot.done() for slot in head.slots if isinstance(slot, Future)):
+            if not wait and not all(slot.done() for slot in head.slots if isinstance(slot, _Task)):
                 return
             head.item.chunks = [
-                slot.result() if isinstance(slot, Future) else slot for slot in head.slots
+                slot.result() if isinstance(slot, _Task) else slot for slot in head.slots
             ]
             self._queue.popleft()
             self._stream.add(head.item)

@@ -60,6 +60,18 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[written:]
 
 
+def write_all_vectored(fd: int, head: bytes, body: bytes | memoryview) -> None:
+    """Write ``head`` then ``body`` with as few system calls as the kernel allows."""
+    parts = [memoryview(head), memoryview(body).cast("B")]
+    while parts:
+        written = os.writev(fd, parts)
+        while parts and written >= len(parts[0]):
+            written -= len(parts[0])
+            parts.pop(0)
+        if parts and written:
+            parts[0] = parts[0][written:]
+
+
 def fsync_dir(path: Path) -> None:
     """Make the entries of a folder (creations, renames, removals) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -19,11 +19,12 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .files import write_all
+from .files import write_all, write_all_vectored
 
 PACK_MAGIC = b"TAPIRPAK"
 PACK_VERSION = 1
@@ -101,6 +102,11 @@ class PackWriter:
         self.path = path
         self.pack_id = pack_id
         self.entries: list[PackEntry] = []
+        self.sealed = False  # table and trailer written
+        # Guards the descriptor: a pack may be synced by one thread while a failing
+        # session closes it from another.
+        self._fd_lock = threading.Lock()
+        self.synced = False  # fsynced and closed after sealing
         self._fd: int | None = os.open(
             path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
         )
@@ -113,28 +119,61 @@ class PackWriter:
             raise ValueError(f"pack {self.path} is already closed")
         write_all(self._fd, data)
 
-    def append(self, chunk_id: bytes, blob: bytes | memoryview) -> PackEntry:
-        """Write one framed entry and return where it lies."""
+    def append(
+        self, chunk_id: bytes, blob: bytes | memoryview, header: bytes | None = None
+    ) -> PackEntry:
+        """Write one framed entry and return where it lies.
+
+        ``header`` is :func:`encode_entry_header` of the same chunk, when the caller
+        computed it already (outside its lock: the checksum reads the whole blob).
+        """
+        if header is None:
+            header = encode_entry_header(chunk_id, blob)
+        if self._fd is None:
+            raise ValueError(f"pack {self.path} is already closed")
         entry = PackEntry(chunk_id, self.size, len(blob))
-        # One write for header and payload keeps a torn entry to a single tail.
-        self._write(encode_entry_header(chunk_id, blob) + bytes(blob))
+        # One (vectored) write for header and payload keeps a torn entry to a single
+        # tail, without copying the blob behind its header.
+        write_all_vectored(self._fd, header, blob)
         self.size += ENTRY_HEADER_SIZE + len(blob)
         self.entries.append(entry)
         return entry
 
     def finish(self) -> None:
         """Write the table and trailer, fsync and close: the pack is complete."""
+        self.seal()
+        self.sync()
+
+    def seal(self) -> None:
+        """Write the table and trailer; nothing can be appended afterwards.
+
+        The pack is durable only after :meth:`sync`, which a writer may call without
+        holding the lock that serialises appends.
+        """
         table = b"".join(_TABLE_ROW.pack(e.chunk_id, e.offset, e.length) for e in self.entries)
         trailer = _TRAILER.pack(TRAILER_MAGIC, len(self.entries), self.size)
         crc = zlib.crc32(trailer, zlib.crc32(table))
         self._write(table + trailer + _CRC.pack(crc))
         self.size += len(table) + TRAILER_SIZE
-        assert self._fd is not None
-        os.fsync(self._fd)
-        self.close()
+        self.sealed = True
+
+    def sync(self) -> None:
+        """Fsync and close a sealed pack (a no-op once done). Thread-safe."""
+        with self._fd_lock:
+            if self.synced:
+                return
+            if not self.sealed or self._fd is None:
+                raise ValueError(f"pack {self.path} is not sealed, or closed unsynced")
+            os.fsync(self._fd)
+            self.synced = True
+            self._close()
 
     def close(self) -> None:
-        """Close the file without sealing it (the caller discards it)."""
+        """Close the file without sealing it (the caller discards it). Thread-safe."""
+        with self._fd_lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)

@@ -22,7 +22,14 @@ from .index import ChunkIndex, IndexRecord, write_segment
 from .journal import Journal, resolve, write_journal
 from .layout import PoolLayout
 from .locking import LockHold
-from .packs import CHUNK_ID_SIZE, ENTRY_HEADER_SIZE, MAX_BLOB, PACK_ID_SIZE, PackWriter
+from .packs import (
+    CHUNK_ID_SIZE,
+    ENTRY_HEADER_SIZE,
+    MAX_BLOB,
+    PACK_ID_SIZE,
+    PackWriter,
+    encode_entry_header,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,35 +74,56 @@ class DiskWriteSession(WriteSession):
         return self._state
 
     def put_chunk(self, chunk_id: bytes, blob: bytes) -> None:
-        """Append one sealed blob to the session's current pack (a new one when full)."""
+        """Append one sealed blob to the session's current pack (a new one when full).
+
+        Only the append itself holds the session's lock: the entry's checksum is
+        computed before, and the fsync of a pack this call filled runs after it, so
+        other threads keep appending to the next pack meanwhile.
+        """
         check_chunk_id(chunk_id)
         if len(blob) > MAX_BLOB:
             raise ValueError(f"a blob is at most {MAX_BLOB} bytes, got {len(blob)}")
+        header = encode_entry_header(chunk_id, blob)
         with self._lock:
             self._check_open("put a chunk")
             if chunk_id in self._ids:
                 return
             try:
                 with self._errors(f"writing chunk {chunk_id.hex()}"):
-                    self._pack_for(len(blob)).append(chunk_id, blob)
+                    pack, full = self._pack_for(len(blob))
+                    pack.append(chunk_id, blob, header)
             except BaseException as exc:
                 self._fail(exc)
                 raise
             self._ids.add(chunk_id)
+        if full is not None:
+            self._sync(full)
 
-    def _pack_for(self, length: int) -> PackWriter:
+    def _sync(self, pack: PackWriter) -> None:
+        try:
+            with self._errors(f"writing pack {pack.path.name}"):
+                pack.sync()
+        except BaseException as exc:
+            with self._lock:
+                if self._state == "open":
+                    self._fail(exc)
+            raise
+
+    def _pack_for(self, length: int) -> tuple[PackWriter, PackWriter | None]:
+        """The pack to append to, and the pack just sealed to make room (to be synced)."""
         current = self._current
+        full = None
         if current is not None and current.entries:
             table_growth = 44 * (len(current.entries) + 1)
             if current.size + ENTRY_HEADER_SIZE + length + table_growth > self._pack_size:
-                current.finish()
+                current.seal()
                 self._sealed.append(current)
-                current = None
+                full, current = current, None
         if current is None:
             pack_id = secrets.token_bytes(PACK_ID_SIZE)
             current = PackWriter(self._dir / f"{pack_id.hex()}.pack", pack_id)
             self._current = current
-        return current
+        return current, full
 
     def commit(self) -> None:
         """Seal and fsync the packs, move them into ``packs/``, then publish the segment."""
@@ -119,11 +147,15 @@ class DiskWriteSession(WriteSession):
 
     def _publish(self) -> list[IndexRecord]:
         if self._current is not None:
-            self._current.finish()
+            self._current.seal()
             self._sealed.append(self._current)
             self._current = None
         if not self._sealed:
             return []
+        # Packs another thread sealed are synced by that thread; a commit that raced
+        # with it (a caller's bug) must not publish an unsynced pack, so sync here too.
+        for pack in self._sealed:
+            pack.sync()
         journal = Journal("commit", self.id, new_packs=[p.pack_id.hex() for p in self._sealed])
         write_journal(self._dir, journal)
         dirs: set[Path] = set()

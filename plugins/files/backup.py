@@ -18,6 +18,7 @@ from tapir.appliance.plugin_api import (
 
 from .metadata import OwnerNames, capture
 from .options import FilesOptions
+from .prefetch import ListingPrefetcher
 from .reader import SparseReader
 from .selection import Selection
 from .walker import Entry, Walker, describe
@@ -60,16 +61,23 @@ class FileBackup:
 
     def run(self) -> BackupResult:
         """Walk and store everything; raises :class:`PluginError` when no path exists."""
+        # Incrementals skip unchanged files: reading ahead would read them for nothing.
+        prefetcher = ListingPrefetcher() if self.sink.parent is None else None
         walker = Walker(
             self.options.paths,
             self.selection,
             self.warn,
             one_file_system=self.options.one_file_system,
             exclude_caches=self.options.exclude_caches,
+            on_listing=prefetcher.folder_listed if prefetcher is not None else None,
         )
-        for entry in walker:
-            self.ctx.check_canceled()
-            self._store(entry)
+        try:
+            for entry in walker:
+                self.ctx.check_canceled()
+                self._store(entry)
+        finally:
+            if prefetcher is not None:
+                prefetcher.close()
         if walker.roots_found == 0:
             shown = ", ".join(os.fsdecode(p) for p in self.options.paths)
             raise PluginError(f"files: none of the job's paths could be read ({shown})")
@@ -194,7 +202,9 @@ class FileBackup:
             self.counters.bytes_read += n
             self.ctx.check_canceled()
 
-        reader = SparseReader(fd, item.size, writer, on_data)
+        reader = SparseReader(
+            fd, item.size, writer, on_data, may_have_holes=before.st_blocks * 512 < item.size
+        )
         error: OSError | None = None
         try:
             reader.run()

@@ -59,8 +59,11 @@ class Walker:
         warn: WarnFn,
         one_file_system: bool = False,
         exclude_caches: bool = True,
+        on_listing: Callable[[bytes, list[tuple[bytes, os.stat_result]]], None] | None = None,
     ) -> None:
         self.roots = _distinct_roots(roots)
+        #: Called with a folder's path and its listing once it is read (for read-ahead).
+        self.on_listing = on_listing
         self.selection = selection
         self.warn = warn
         self.one_file_system = one_file_system
@@ -179,6 +182,8 @@ class Walker:
                     self.warn(rel, "vanished before it could be read; not backed up")
                 else:
                     self.warn(rel, f"not backed up: {describe(exc)}")
+        if self.on_listing is not None:
+            self.on_listing(folder.abs_path, listing)
         return listing
 
 

@@ -150,3 +150,21 @@ def test_restore_names_a_cartridge_in_the_vault(
     # Back from the vault (in the mail slot, the catalog not told yet): loaded from there.
     volumes.save(replace(vol, location="mail 1"))
     assert restored(app, rp.id, tmp_path / "out2", source) == tree(source)
+
+
+def test_an_incremental_on_a_one_drive_pool(
+    app: Appliance, make_pool: MakePool, tmp_path: Path
+) -> None:
+    # The parent's item list lives on the tape the backup appends to; it must be
+    # read before the backup takes the only drive for writing.
+    add_volumes(app, ["TAP001L8"])
+    make_pool("single", drives="lib1-d0")
+    source = make_tree(tmp_path / "src", 1 << 20)
+    app.create_job("one", "files", "single", options={"paths": [str(source)]})
+    assert app.run_job("one").state == "succeeded"
+    (source / "docs/next.txt").write_bytes(b"next day\n")
+    inc = app.run_job("one")
+    assert inc.state == "succeeded", inc.error
+    assert inc.level == "incremental" and inc.bytes_read < 100_000
+    newest = app.recovery_points(job="one")[0]
+    assert restored(app, newest.id, tmp_path / "out", source) == tree(source)
