@@ -167,6 +167,9 @@ def key_export(state: CliState, name: str, out: Path, passphrase_file: Path | No
     with open(fd, "wb") as fh:
         fh.write(blob)
     click.echo(f"wrote the key of pool {name} to {out}")
+    # Printed so the operator can write it on the key's envelope: tape media-set
+    # labels and the vault report show the same fingerprint.
+    click.echo(f"key fingerprint: {state.appliance().pool_key_fingerprint(name)}")
 
 
 @pool_key.command("import")
@@ -180,6 +183,7 @@ def key_import(state: CliState, name: str, file: Path, passphrase_file: Path | N
     passphrase = read_passphrase(passphrase_file, confirm=False)
     state.appliance().import_pool_key(name, blob, passphrase)
     click.echo(f"imported the key of pool {name}")
+    click.echo(f"key fingerprint: {state.appliance().pool_key_fingerprint(name)}")
 
 
 @pool.command("attach")

@@ -67,6 +67,10 @@ class PoolKeys:
         """A 16-byte fingerprint that tells whether keys belong to a pool without revealing them."""
         return blake3.blake3(_CHECK_CONTEXT + self.enc_key, key=self.id_key).digest(16)
 
+    def fingerprint(self) -> str:
+        """The keys' public fingerprint: :func:`key_fingerprint` of the check value."""
+        return key_fingerprint(self.check_value())
+
     def wrap(self, master_key: bytes) -> bytes:
         """Encrypt the keys with the appliance master key: version, nonce, ciphertext+tag."""
         _check_master_key(master_key)
@@ -135,6 +139,18 @@ class PoolKeys:
         except InvalidTag:
             raise TapirError("wrong passphrase, or the key export is damaged") from None
         return cls._from_plain(plain)
+
+
+def key_fingerprint(check_value: bytes) -> str:
+    """The fingerprint an operator sees: the 16-byte key check value in lowercase hex.
+
+    The check value is a keyed one-way hash of the keys and is stored in clear in
+    the repository config, so the fingerprint reveals nothing and needs no master
+    key: tape media-set labels, vault reports and key exports show the same string.
+    """
+    if len(check_value) != 16:
+        raise TapirError("a key check value is 16 bytes")
+    return bytes(check_value).hex()
 
 
 def _derive(passphrase: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:

@@ -30,7 +30,7 @@ from .blobs import BlobSealer, Compression
 from .chunker import DISK_CHUNK_SIZE, FILE_CHUNKER, ITEM_STREAM_CHUNKER, ChunkerParams
 from .hashing import ID_LENGTH, chunk_id_function
 from .itemcodec import iter_item_stream
-from .keys import PoolKeys
+from .keys import PoolKeys, key_fingerprint
 from .manifest import Manifest
 
 #: Name of the medium's config file that describes the repository format.
@@ -240,6 +240,11 @@ class Repository:
             pool_id=str(config.get("pool_id", "")),
         )
 
+    @property
+    def key_fingerprint(self) -> str | None:
+        """The pool keys' public fingerprint (None when the pool is not encrypted)."""
+        return self.keys.fingerprint() if self.keys is not None else None
+
     def chunk_id(self, data: bytes | memoryview) -> bytes:
         """The content id of ``data`` in this pool."""
         return self._id_fn(data)
@@ -381,6 +386,20 @@ _CONFIG_KEYS = (
     "disk_chunk_size",
     "keys",
 )
+
+
+def config_key_fingerprint(config: dict[str, Any]) -> str | None:
+    """The key fingerprint a repository config describes, without unwrapping any key.
+
+    None for a pool that is not encrypted; TapirError when an encrypted pool's
+    config lacks a valid key check value.
+    """
+    if not config.get("encrypted"):
+        return None
+    check = config.get("key_check")
+    if not isinstance(check, bytes):
+        raise TapirError("the repository config of this encrypted pool has no key check value")
+    return key_fingerprint(check)
 
 
 def read_config(store: MediaStore) -> dict[str, Any]:

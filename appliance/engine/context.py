@@ -6,6 +6,7 @@ tests can swap in small fakes; by default they are the data path's classes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -63,6 +64,18 @@ class EngineContext:
         with self.catalog.session() as s:
             return security.read_secret(s, key, name)
 
+    def store_plugin_secret(self, plugin: str, name: str, value: str) -> None:
+        """Seal a secret a plugin owns; its name must start with ``<plugin>.``."""
+        if not name.startswith(f"{plugin}.") or len(name) <= len(plugin) + 1:
+            raise ValueError(
+                f"plugin {plugin!r} may only store secrets named {plugin}.<name>, not {name!r}"
+            )
+        key = self.master_key()
+        with self.catalog.session() as s:
+            security.store_secret(s, key, name, value)
+        if self.audit is not None:
+            self.audit("secret.set", name, plugin=plugin)
+
     def plugin_context(
         self,
         plugin: str,
@@ -88,6 +101,7 @@ class EngineContext:
             progress=progress or NullProgress(),
             check_canceled=check_canceled or (lambda: None),
             read_secret=self.read_secret,
+            store_secret=functools.partial(self.store_plugin_secret, plugin),
             state_dir=state_dir,
             # Volumes and devices are a media plugin's business only.
             volumes=CatalogVolumeRegistry(self.catalog, self.audit, plugin) if media else None,

@@ -140,10 +140,9 @@ def attach_pool(
     with env.catalog.session() as s:
         if s.scalar(select(Pool.id).where(Pool.name == name)) is not None:
             raise ValueError(f"a pool named {name!r} already exists")
+        # Options do not identify a medium (two tape pools share a changer and its
+        # drives); the medium's own id, read below, does.
         others = list(s.scalars(select(Pool).where(Pool.media == media)))
-        for other in others:
-            if {k: v for k, v in (other.options or {}).items() if k != MEDIUM_ID} == opts:
-                raise ValueError(f"this medium is already attached as pool {other.name!r}")
         pool = Pool(name=name, media=media, options=opts, encrypted=False)
         s.add(pool)
         s.flush()
@@ -161,7 +160,7 @@ def attach_pool(
         medium_id = str(config.get("pool_id", ""))
         for other in others:
             if medium_id and (other.options or {}).get(MEDIUM_ID) == medium_id:
-                # The same pool reached by another path (a bind mount, a symlink).
+                # The same pool again, or reached by another path (a bind mount, a symlink).
                 raise ValueError(f"this medium is already attached as pool {other.name!r}")
         pool.options = {**pool.options, MEDIUM_ID: medium_id}
         return pool

@@ -47,7 +47,13 @@ from ..catalog.models import (
     utcnow,
 )
 from ..config import Settings, load_settings
-from ..datapath.repository import GcReport, Repository, VerifyReport
+from ..datapath.repository import (
+    GcReport,
+    Repository,
+    VerifyReport,
+    config_key_fingerprint,
+    read_config,
+)
 from ..plugin_api.context import PluginContext
 from ..plugin_api.errors import TapirError
 from ..plugin_api.items import Item, ItemKind
@@ -372,6 +378,22 @@ class Appliance:
             data = repo.export_key(passphrase)
         self._audit("pool.key.export", pool_name)
         return data
+
+    def pool_key_fingerprint(self, pool_name: str) -> str | None:
+        """The pool keys' public fingerprint (None when not encrypted).
+
+        Read from the repository config without the master key, so it works on a
+        pool whose key is not imported yet; the media-set labels of a tape pool
+        carry the same string, which matches a key file to its cartridges.
+        """
+        pool = self._pool(pool_name)
+        store = self.registry.media_plugin(pool.media).open(
+            pools_mod.pool_info(pool), self.env.plugin_context(pool.media)
+        )
+        try:
+            return config_key_fingerprint(read_config(store))
+        finally:
+            store.close()
 
     def import_pool_key(self, pool_name: str, exported: bytes, passphrase: str) -> None:
         """Re-wrap an exported key with this appliance's master key on the pool's medium."""

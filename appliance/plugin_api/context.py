@@ -82,6 +82,10 @@ def _no_secret(name: str) -> str:
     raise KeyError(f"no secret store in this context (asked for {name!r})")
 
 
+def _no_secret_store(name: str) -> None:
+    raise RuntimeError(f"no secret store in this context (storing {name!r})")
+
+
 @dataclass
 class PluginContext:
     """Everything a plugin may use from the appliance during one call."""
@@ -92,6 +96,12 @@ class PluginContext:
     check_canceled: Callable[[], None] = lambda: None
     #: Returns the plain text of a named secret (an endpoint password...) or raises KeyError.
     read_secret: Callable[[str], str] = field(default=lambda name: _no_secret(name))
+    #: Creates or replaces a sealed secret the plugin owns: its name must start with
+    #: ``<plugin name>.`` (ValueError otherwise), so that a plugin never overwrites an
+    #: operator's credential. Read it back with ``read_secret``.
+    store_secret: Callable[[str, str], None] = field(
+        default=lambda name, value: _no_secret_store(name)
+    )
     #: A folder the plugin owns for caches and state; it survives restarts.
     state_dir: Path | None = None
     #: Catalog look-ups offered to plugins, by name (documented in docs/plugin-guide.md).

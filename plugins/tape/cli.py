@@ -26,6 +26,8 @@ from tapir.appliance.plugin_api import (
     VolumeInfo,
 )
 
+from .drive_key_cli import register_drive_key
+
 ContextFactory = Callable[[str], PluginContext]
 
 
@@ -354,7 +356,16 @@ def register(cli: click.Group, plugin_context: ContextFactory) -> None:
             print_json([e.as_dict() for e in entries])
             return
         print_table(
-            ["barcode", "pool", "location", "media set", "seq", "expires", "recovery points"],
+            [
+                "barcode",
+                "pool",
+                "location",
+                "media set",
+                "seq",
+                "key fingerprint",
+                "expires",
+                "recovery points",
+            ],
             [
                 [
                     e.barcode,
@@ -362,6 +373,7 @@ def register(cli: click.Group, plugin_context: ContextFactory) -> None:
                     e.location,
                     (e.media_set or "")[:12] or None,
                     e.media_set_seq,
+                    e.key_fingerprint or "-",
                     _when(e.expires_at) if e.expires_at else e.expiry_rule,
                     "; ".join(
                         f"{p['asset']} {str(p['created_at'])[:16]}" for p in e.recovery_points
@@ -400,6 +412,8 @@ def register(cli: click.Group, plugin_context: ContextFactory) -> None:
         )
         if result.retired:
             click.echo(f"{result.cartridge} reached its maximum uses and is retired")
+
+    register_drive_key(tape, tape_ctx)
 
     @tape.group("catalog")
     def catalog() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from tapir.appliance.plugin_api import OptionSpec, TapirError
 
 from .allocation import validate_allocation
+from .drive_crypto import MODES as DRIVE_ENCRYPTION_MODES
 from .format import DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE
 
 POOL_OPTIONS = [
@@ -24,6 +25,13 @@ POOL_OPTIONS = [
     OptionSpec("retention_days", "int", "keep a media set this many days after its last write"),
     OptionSpec("retention_sets", "int", "keep this many media sets"),
     OptionSpec("block_size", "int", "tape block size in bytes", default=DEFAULT_BLOCK_SIZE),
+    OptionSpec(
+        "drive_encryption",
+        "choice",
+        "off | auto | required: AES-256-GCM in the drive with the pool's drive key",
+        default="off",
+        choices=DRIVE_ENCRYPTION_MODES,
+    ),
 ]
 
 
@@ -49,6 +57,7 @@ class PoolSettings:
     retention_days: int | None = None
     retention_sets: int | None = None
     block_size: int = DEFAULT_BLOCK_SIZE
+    drive_encryption: str = "off"
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> PoolSettings:
@@ -74,6 +83,12 @@ class PoolSettings:
         sets = _int("retention_sets", options.get("retention_sets"))
         if days is not None and sets is not None:
             raise TapirError("give retention_days or retention_sets, not both")
+        crypt = str(options.get("drive_encryption") or "off").strip().lower()
+        if crypt not in DRIVE_ENCRYPTION_MODES:
+            raise TapirError(
+                f"tape pool option drive_encryption must be one of "
+                f"{', '.join(DRIVE_ENCRYPTION_MODES)}, not {crypt!r}"
+            )
         return cls(
             changer=changer,
             drives=drives,
@@ -81,4 +96,5 @@ class PoolSettings:
             retention_days=days,
             retention_sets=sets,
             block_size=block,
+            drive_encryption=crypt,
         )

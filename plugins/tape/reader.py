@@ -28,6 +28,7 @@ from tapir.hardware.drive import TapeDrive
 from tapir.hardware.errors import EndOfData, FilemarkReached, WriteProtected
 
 from .blockio import locate
+from .drive_crypto import DriveCrypto
 from .format import BadBlock, BadEntry, Block, TapeFormatError, decode_block, payload_capacity
 from .format.entries import ChunkEntry, read_chunk_entry
 from .labels import read_media_label
@@ -119,8 +120,11 @@ class TapeReader:
         *,
         wait: bool = True,
         purpose: str = "restore",
+        crypto: DriveCrypto | None = None,
     ) -> None:
         self.ctx = ctx
+        #: Sends the pool's drive key after each load, clears it before each unload.
+        self.crypto = crypto
         self.library = library
         self.drives = drives
         self.wait = wait
@@ -187,6 +191,8 @@ class TapeReader:
         try:
             if self.tape is not None and self.lease is not None:
                 try:
+                    if self.crypto is not None:
+                        self.crypto.release(self.tape, self.lease.drive)
                     self.library.unmount(self.lease.drive, self.tape)
                 finally:
                     self.tape.close()
@@ -209,6 +215,8 @@ class TapeReader:
             self.lease = reserve_drive(self.ctx, self.drives, purpose=self.purpose, wait=self.wait)
         self._stop_reading_ahead()
         if self.tape is not None:
+            if self.crypto is not None:
+                self.crypto.release(self.tape, self.lease.drive)
             self.library.unmount(self.lease.drive, self.tape)
             self.tape.close()
             self.tape = None
@@ -222,6 +230,8 @@ class TapeReader:
         )
         self.tape = self.library.mount(barcode, self.lease.drive)
         self.mounts += 1
+        if self.crypto is not None:
+            self.crypto.engage(self.tape, self.lease.drive)
         label = read_media_label(self.tape)
         if (
             label is None

@@ -36,6 +36,7 @@ from .format import (
 )
 from .index import split_entry_name
 from .inventory import media_type_of, registry, sync_inventory
+from .keyprint import key_fingerprint
 from .labels import ForeignTape, read_media_label, read_media_set_label
 from .poolindex import open_index
 
@@ -77,6 +78,8 @@ class PoolRebuild:
     rescanned: bool = False
     points_added: int = 0
     open_sets: list[str] = field(default_factory=list)  # not sealed: backups may append
+    #: Media set -> the key fingerprint its media-set labels carry (None: not encrypted).
+    key_fingerprints: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,6 +115,10 @@ class RebuildReport:
                     else ""
                 )
             )
+            out += [
+                f"  media set {ms}: " + (f"key fingerprint {fp}" if fp else "not encrypted")
+                for ms, fp in sorted(p.key_fingerprints.items())
+            ]
             out += [f"  warning: {w}" for w in p.warnings]
         out += [f"warning: {w}" for w in self.warnings]
         out += [f"error: {e}" for e in self.errors]
@@ -310,6 +317,13 @@ def _rebuild_pool(
         configs.update(r.configs)
     for media_set, reads in sorted(by_set.items()):
         set_created[media_set] = reads[0].set_label.set_created_at  # type: ignore[union-attr]
+        prints = {r.set_label.key_fingerprint for r in reads}  # type: ignore[union-attr]
+        if len(prints) > 1:
+            result.warnings.append(
+                f"media set {media_set}: its volumes name different key fingerprints "
+                f"({', '.join(sorted(p or 'none' for p in prints))})"
+            )
+        result.key_fingerprints[media_set] = sorted(prints, key=lambda p: p or "")[-1]
         try:
             index = build_index([r.catalog for r in reads if r.catalog is not None])
         except TapeFormatError as exc:
@@ -330,6 +344,8 @@ def _rebuild_pool(
         result.warnings.append(
             "no repository config on these tapes: the pool cannot be attached from them"
         )
+    else:
+        _check_fingerprints(result, configs["repository"])
     tape_index = open_index(ctx, pool)
     try:
         known = {m.uuid for m in tape_index.media_sets() if not m.expired}
@@ -365,6 +381,21 @@ def _rebuild_pool(
     except KeyError:
         result.in_catalog = False
     return result
+
+
+def _check_fingerprints(result: PoolRebuild, repository_config: bytes) -> None:
+    """Warn when a media set's label names other keys than the pool's config does."""
+    try:
+        expected = key_fingerprint(repository_config)
+    except TapirError as exc:
+        result.warnings.append(f"key fingerprint not checked: {exc}")
+        return
+    for media_set, found in sorted(result.key_fingerprints.items()):
+        if found is not None and found != expected:
+            result.warnings.append(
+                f"media set {media_set} was written with key {found}, but the pool's "
+                f"repository config names key {expected or 'none (not encrypted)'}"
+            )
 
 
 def _save_volumes(ctx: PluginContext, reads: list[TapeRead], report: RebuildReport) -> None:

@@ -51,6 +51,7 @@ from tapir.hardware.errors import EarlyWarning, EndOfData
 
 from .allocation import new_volume_candidates, parse_time, starts_new_set
 from .blockio import FileSummary, TapeFileWriter, locate, scan_volume, write_catalog
+from .drive_crypto import DriveCrypto, ensure_drive_key
 from .format import (
     CatalogHeader,
     CatalogRecord,
@@ -64,6 +65,7 @@ from .format import (
     utc_now,
 )
 from .index import TapeIndex, config_entry_name
+from .keyprint import REPOSITORY_CONFIG, key_fingerprint
 from .labels import (
     RECYCLABLE_STATES,
     ForeignTape,
@@ -148,6 +150,8 @@ class TapeMediaPlugin(MediaPlugin):
                 f"the tape index folder {folder} already exists: another pool named "
                 f"{pool.name!r} used it. Remove it, or rebuild that pool from its tapes"
             )
+        # The key first: a pool that cannot keep its key is not created.
+        ensure_drive_key(ctx, pool.name, settings.drive_encryption)
         folder.mkdir(parents=True, exist_ok=True)
         return TapeStore(pool, ctx, settings, TapeIndex(folder / INDEX_FILE))
 
@@ -274,6 +278,7 @@ class TapeStore(MediaStore):
                     self.drives(),
                     wait=not writing,
                     purpose=f"read from pool {self.pool.name}",
+                    crypto=self._crypto(writing=False),
                 )
             return self._reader.read_blob(chunk_id, loc.volume, loc.file, loc.offset)
 
@@ -332,6 +337,11 @@ class TapeStore(MediaStore):
                 session = self._session
                 if self._guards == 0 and session is not None:
                     session.end()
+
+    def _crypto(self, *, writing: bool) -> DriveCrypto:
+        return DriveCrypto(
+            self.ctx, self.pool.name, self.settings.drive_encryption, writing=writing
+        )
 
     def _release_reader(self) -> None:
         with self._lock:
@@ -445,6 +455,7 @@ class TapeWriteSession(WriteSession):
         self.next_file = 0
         self._bytes = 0
         self._wrote = False
+        self.crypto = store._crypto(writing=True)
 
     @property
     def holds_hardware(self) -> bool:
@@ -634,6 +645,7 @@ class TapeWriteSession(WriteSession):
                 self.ctx, store.drives(), purpose=f"backup to pool {store.pool.name}"
             )
             self.ctx.logger.info("backup session %s uses drive %s", self.id, self.lease.drive.name)
+        self.crypto.check(self.lease.drive)  # drive_encryption=required refuses here
         if self._new_set:
             self._start_media_set()
         self._open_volume()
@@ -690,6 +702,7 @@ class TapeWriteSession(WriteSession):
         tape: TapeDrive | None = None
         try:
             tape = self.store.library.mount(vol.label, self.lease.drive)
+            self.crypto.engage(tape, self.lease.drive)
             label = read_media_label(tape, self.block_size)
             check_writable(label, vol, self.store.pool.name)
             if seq is None:
@@ -702,12 +715,14 @@ class TapeWriteSession(WriteSession):
             self.ctx.logger.warning("not writing %s: %s", vol.label, exc)
             self._set_aside(vol, exc)
             if tape is not None:
+                self.crypto.release(tape, self.lease.drive)
                 self.store.library.unmount(self.lease.drive, tape)
                 tape.close()
             lock.release()
             return False
         except BaseException:
             if tape is not None:
+                self.crypto.release(tape, self.lease.drive)
                 tape.close()
             lock.release()
             raise
@@ -753,6 +768,8 @@ class TapeWriteSession(WriteSession):
         volumes = self.ctx.volumes
         assert volumes is not None
         pool = self.store.pool.name
+        # Before anything is written: a damaged config must not leave a half-labelled tape.
+        fingerprint = key_fingerprint(self.store.index.get_config(REPOSITORY_CONFIG))
         if vol.uuid is None:
             # The catalog knows the cartridge's uuid before the tape does, so that a
             # crash right after labelling leaves a label the catalog recognises.
@@ -774,6 +791,7 @@ class TapeWriteSession(WriteSession):
             seq=seq,
             set_created_at=self.set_created_at,
             block_size=self.block_size,
+            key_fingerprint=fingerprint,
         )
         index = self.store.index
         index.record_file(vol.label, CatalogRecord.for_file(0, label))
@@ -864,6 +882,7 @@ class TapeWriteSession(WriteSession):
             self.volume = None
             self.label = None
             try:
+                self.crypto.release(tape, self.lease.drive)
                 self.store.library.unmount(self.lease.drive, tape)
             finally:
                 tape.close()

@@ -21,6 +21,7 @@ from tapir.hardware.elements import ElementKind
 from tapir.hardware.errors import HardwareError
 
 from .inventory import InventoryReport, registry, sync_inventory
+from .keyprint import REPOSITORY_CONFIG, key_fingerprint
 from .lifecycle import expiry_time
 from .poolindex import open_index, pool_settings
 from .reservation import LockBusy, hold
@@ -97,6 +98,9 @@ class VaultEntry:
     expires_at: datetime | None
     expiry_rule: str
     recovery_points: list[dict[str, Any]] = field(default_factory=list)
+    #: The pool key fingerprint (None: not encrypted, or no media set): which
+    #: exported key file opens this cartridge.
+    key_fingerprint: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -269,6 +273,7 @@ def vault_report(
     contents: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for v in out:
         points: list[dict[str, Any]] = []
+        fingerprint: str | None = None
         expires, rule = v.expires_at, "never (no retention)"
         if v.pool is not None and v.media_set is not None:
             settings = pool_settings(ctx, v.pool)
@@ -280,6 +285,12 @@ def vault_report(
             index = open_index(ctx, v.pool)
             try:
                 row = next((m for m in index.media_sets() if m.uuid == v.media_set), None)
+                # A pool's keys never change (an import re-wraps the same keys), so the
+                # pool's config names the key of every one of its media sets.
+                try:
+                    fingerprint = key_fingerprint(index.get_config(REPOSITORY_CONFIG))
+                except TapirError as exc:  # the report still lists the cartridge
+                    fingerprint = f"unknown ({exc})"
             finally:
                 index.close()
             if settings.retention_days is not None:
@@ -300,6 +311,7 @@ def vault_report(
                 expires_at=expires,
                 expiry_rule=rule,
                 recovery_points=points,
+                key_fingerprint=fingerprint,
             )
         )
     return entries

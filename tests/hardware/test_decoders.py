@@ -77,7 +77,12 @@ def test_encryption_pages() -> None:
         build_set_encryption(b"short")
     status = bytes([0x00, 0x20, 0x00, 0x10, 0x40, 0x02, 0x02, 0x01, 0, 0, 0, 7]) + bytes(8)
     st = decode_status(status)
-    assert (st.encryption_mode, st.decryption_mode, st.key_instance) == ("encrypt", "encrypt", 7)
+    assert (st.encryption_mode, st.decryption_mode, st.key_instance) == ("encrypt", "decrypt", 7)
+    # The two directions have their own SSC tables: decryption 3 is MIXED, 1 is RAW.
+    mixed = decode_status(status[:5] + bytes([0x00, 0x03]) + status[7:])
+    assert (mixed.encryption_mode, mixed.decryption_mode) == ("disabled", "mixed")
+    raw = decode_status(status[:5] + bytes([0x01, 0x01]) + status[7:])
+    assert (raw.encryption_mode, raw.decryption_mode) == ("external", "raw")
 
 
 def test_tgt_refuses_all_of_them_cleanly(loaded_drive: TapeDrive) -> None:
