@@ -29,6 +29,8 @@ check gcc gcc
 check /usr/bin/time time                                # peak memory of benchmark peers
 check restic restic                                     # benchmark peers
 check borg borgbackup
+check go golang-go                                      # builds the vcsim test program
+check /usr/share/gocode/src/github.com/vmware/govmomi/simulator golang-github-vmware-govmomi-dev  # vSphere simulator
 
 if ((${#need[@]})); then
     if [[ $(id -u) -ne 0 ]]; then

@@ -35,6 +35,7 @@ from ..catalog.models import (
     Asset,
     AuditEvent,
     Device,
+    Endpoint,
     Job,
     Pool,
     RecoveryPoint,
@@ -60,6 +61,7 @@ from ..plugin_api.items import Item, ItemKind
 from ..plugin_api.roles import RestoreResult
 from ..plugin_manager import PluginRegistry, load_plugins
 from . import devices as devices_mod
+from . import endpoints as endpoints_mod
 from . import pools as pools_mod
 from . import rescan as rescan_mod
 from . import runs as runs_mod
@@ -283,6 +285,53 @@ class Appliance:
         encoded = user.password_hash if user else _dummy_hash()
         ok = security.verify_password(password, encoded)
         return user if ok and user is not None else None
+
+    # Endpoints
+
+    def register_endpoint(
+        self,
+        name: str,
+        plugin: str,
+        address: str,
+        *,
+        options: dict[str, Any],
+        password: str | None = None,
+    ) -> Endpoint:
+        """Register a vCenter, hypervisor pool or server; its password is sealed, never plain."""
+        row = endpoints_mod.register_endpoint(
+            self.env, name, plugin, address, options=options, password=password
+        )
+        # The audit keeps the options (a secret's name, not its value).
+        self._audit("endpoint.register", name, plugin=plugin, address=address, options=row.options)
+        return row
+
+    def endpoints(self) -> list[Endpoint]:
+        """Every registered endpoint, by name."""
+        return endpoints_mod.endpoints(self.env)
+
+    def endpoint(self, name: str) -> Endpoint:
+        """One endpoint; KeyError when unknown."""
+        return endpoints_mod.get_endpoint(self.env, name)
+
+    def test_endpoint(self, name: str) -> None:
+        """Log in to the endpoint once; raises ConnectionFailed with the reason."""
+        endpoints_mod.test_endpoint(self.env, name)
+
+    def discover_endpoint(self, name: str) -> endpoints_mod.DiscoveryReport:
+        """Discover the endpoint's assets now; vanished ones are kept, marked not present."""
+        report = endpoints_mod.discover_endpoint(self.env, name)
+        self._audit(
+            "endpoint.discover",
+            name,
+            found=report.found,
+            added=len(report.added),
+            gone=len(report.gone),
+        )
+        return report
+
+    def endpoint_assets(self, name: str) -> list[Asset]:
+        """The assets recorded for an endpoint, present or gone."""
+        return endpoints_mod.endpoint_assets(self.env, name)
 
     # Pools and retention
 

@@ -1,0 +1,223 @@
+"""Endpoints: the vCenters, hypervisor pools and servers an operator registers once.
+
+An endpoint belongs to a source plugin. Its password is sealed with the master
+key into the catalog's secrets table under ``endpoint:<name>``; the endpoint's
+options carry only that secret's name, and the plugin reads the password through
+``PluginContext.read_secret`` when it connects. Discovery records what the
+endpoint offers as assets; assets it no longer offers are marked not present and
+keep their recovery points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from .. import security
+from ..catalog.models import Asset, Endpoint, utcnow
+from ..plugin_api.context import EndpointInfo
+from ..plugin_api.errors import TapirError
+from ..plugin_api.roles import SourcePlugin
+from .context import EngineContext
+from .pools import validate_name
+
+SECRET_PREFIX = "endpoint:"
+#: The option that names the password's secret when a plugin declares no ``secret`` option.
+DEFAULT_SECRET_OPTION = "password_secret"
+
+
+@dataclass
+class DiscoveryReport:
+    """What one discovery changed in the catalog (asset names by change)."""
+
+    endpoint: str
+    found: int = 0
+    added: list[str] = field(default_factory=list)
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (old name, new name)
+    returned: list[str] = field(default_factory=list)  # present again after being gone
+    gone: list[str] = field(default_factory=list)
+
+
+def secret_name(endpoint: str) -> str:
+    """The name of the sealed secret holding ``endpoint``'s password."""
+    return SECRET_PREFIX + endpoint
+
+
+def endpoint_info(row: Endpoint) -> EndpointInfo:
+    """The view of an endpoint its plugin receives."""
+    return EndpointInfo(row.name, row.plugin, row.address, dict(row.options))
+
+
+def _secret_option(plugin: SourcePlugin) -> str:
+    for spec in plugin.endpoint_options():
+        if spec.type == "secret":
+            return spec.name
+    return DEFAULT_SECRET_OPTION
+
+
+def register_endpoint(
+    env: EngineContext,
+    name: str,
+    plugin: str,
+    address: str,
+    *,
+    options: dict[str, Any],
+    password: str | None = None,
+) -> Endpoint:
+    """Record an endpoint (and seal its password); ValueError for bad input, nothing stored."""
+    validate_name("endpoint", name)
+    source = env.registry.source_plugin(plugin)
+    if not address or not address.strip():
+        raise ValueError(f"endpoint {name!r} needs an address")
+    if password is not None and not password:
+        raise ValueError("the password is empty")
+    opts = dict(options)
+    secret_option = _secret_option(source)
+    if secret_option in opts:
+        raise ValueError(
+            f"option {secret_option!r} is set by Tapir; give the password itself instead"
+        )
+    if password is not None:
+        opts[secret_option] = secret_name(name)
+    known = {spec.name for spec in source.endpoint_options()}
+    unknown = sorted(set(opts) - known) if known else []
+    if unknown:
+        raise ValueError(
+            f"plugin {plugin!r} has no endpoint option {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    missing = [
+        spec.name
+        for spec in source.endpoint_options()
+        if spec.required and spec.name != "address" and spec.name not in opts
+    ]
+    if missing:
+        what = ["a password" if m == secret_option else f"option {m!r}" for m in missing]
+        raise ValueError(f"plugin {plugin!r} needs {' and '.join(what)} for an endpoint")
+    key = env.master_key() if password is not None else None
+    with env.catalog.session() as s:
+        if s.scalar(select(Endpoint.id).where(Endpoint.name == name)) is not None:
+            raise ValueError(f"an endpoint named {name!r} already exists")
+        row = Endpoint(
+            name=name,
+            plugin=plugin,
+            address=address.strip(),
+            options=opts,
+            secret_name=secret_name(name) if password is not None else None,
+        )
+        s.add(row)
+        if password is not None and key is not None:
+            # Same transaction: an endpoint never exists without its password or vice versa.
+            security.store_secret(s, key, secret_name(name), password)
+    return row
+
+
+def endpoints(env: EngineContext) -> list[Endpoint]:
+    """Every endpoint, by name."""
+    with env.catalog.session() as s:
+        return list(s.scalars(select(Endpoint).order_by(Endpoint.name)))
+
+
+def get_endpoint(env: EngineContext, name: str) -> Endpoint:
+    """The endpoint ``name``; KeyError when there is none."""
+    with env.catalog.session() as s:
+        row = s.scalar(select(Endpoint).where(Endpoint.name == name))
+    if row is None:
+        raise KeyError(f"no endpoint named {name!r}")
+    return row
+
+
+def test_endpoint(env: EngineContext, name: str) -> None:
+    """Log in to the endpoint once; raises the plugin's ConnectionFailed with the reason."""
+    row = get_endpoint(env, name)
+    plugin = env.registry.source_plugin(row.plugin)
+    tester = getattr(plugin, "test_connection", None)
+    if tester is None:
+        raise TapirError(f"plugin {row.plugin!r} cannot test a connection")
+    tester(endpoint_info(row), env.plugin_context(row.plugin))
+
+
+def discover_endpoint(env: EngineContext, name: str) -> DiscoveryReport:
+    """Discover the endpoint's assets and record them; vanished ones are marked not present.
+
+    Nothing is deleted: an asset that disappears keeps its row and its recovery
+    points, flagged ``present=False`` until it is seen again. When discovery fails,
+    the catalog is left as it was.
+    """
+    row = get_endpoint(env, name)
+    plugin = env.registry.source_plugin(row.plugin)
+    found = plugin.discover(endpoint_info(row), env.plugin_context(row.plugin))
+    seen: dict[str, Any] = {}
+    for asset in found:
+        if asset.external_id in seen:
+            raise TapirError(
+                f"endpoint {name}: discovery returned the id {asset.external_id!r} twice"
+            )
+        seen[asset.external_id] = asset
+    report = DiscoveryReport(endpoint=name, found=len(found))
+    now = utcnow()
+    with env.catalog.session() as s:
+        rows = {
+            a.external_id: a
+            for a in s.scalars(
+                select(Asset).where(Asset.plugin == row.plugin, Asset.external_id.in_(list(seen)))
+            )
+        }
+        for external_id, info in seen.items():
+            meta = _jsonable(dict(info.metadata))
+            asset = rows.get(external_id)
+            if asset is None:
+                s.add(
+                    Asset(
+                        plugin=row.plugin,
+                        kind=info.kind,
+                        name=info.name,
+                        external_id=external_id,
+                        meta=meta,
+                        endpoint_id=row.id,
+                        present=True,
+                        first_seen_at=now,
+                        last_seen_at=now,
+                    )
+                )
+                report.added.append(info.name)
+                continue
+            if asset.name != info.name:
+                report.renamed.append((asset.name, info.name))
+            if not asset.present:
+                report.returned.append(info.name)
+            asset.name, asset.kind, asset.meta = info.name, info.kind, meta
+            asset.endpoint_id = row.id
+            asset.present = True
+            asset.last_seen_at = now
+        for asset in s.scalars(
+            select(Asset).where(Asset.endpoint_id == row.id, Asset.present.is_(True))
+        ):
+            if asset.external_id not in seen:
+                asset.present = False
+                report.gone.append(asset.name)
+        endpoint = s.get(Endpoint, row.id)
+        if endpoint is not None:
+            endpoint.last_discovery_at = now
+    return report
+
+
+def endpoint_assets(env: EngineContext, name: str) -> list[Asset]:
+    """The assets recorded for an endpoint (present or gone), by name."""
+    row = get_endpoint(env, name)
+    with env.catalog.session() as s:
+        q = select(Asset).where(Asset.endpoint_id == row.id).order_by(Asset.name, Asset.id)
+        return list(s.scalars(q))
+
+
+def _jsonable(value: Any) -> Any:
+    # Plugins may put tuples or non-JSON scalars in metadata; the catalog stores JSON.
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)

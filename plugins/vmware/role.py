@@ -1,0 +1,105 @@
+"""The ``vmware`` hypervisor role: endpoints, connection test and discovery.
+
+Backup and restore are the next slice (snapshots, CBT, datastore transfer); until
+then they refuse clearly, and :meth:`VmwarePlugin.capabilities` claims nothing.
+"""
+
+from __future__ import annotations
+
+from tapir.appliance.plugin_api import (
+    AssetInfo,
+    BackupRequest,
+    BackupResult,
+    BackupSink,
+    EndpointInfo,
+    HypervisorPlugin,
+    OptionSpec,
+    PluginContext,
+    PluginError,
+    RestoreRequest,
+    RestoreResult,
+    RestoreSource,
+)
+
+from . import connection
+from .inventory import Inventory, VirtualMachine, collect
+from .options import ENDPOINT_OPTIONS, connection_settings
+
+
+def vm_asset(vm: VirtualMachine) -> AssetInfo:
+    """The catalog's view of one VM (external id: its instance UUID, stable across renames)."""
+    return AssetInfo(
+        kind="vm",
+        name=vm.name,
+        external_id=vm.instance_uuid,
+        metadata={
+            "moref": vm.moref,
+            "bios_uuid": vm.bios_uuid,
+            "folder": vm.folder,
+            "datacenter": vm.datacenter,
+            "cluster": vm.cluster,
+            "host": vm.host,
+            "resource_pool": vm.resource_pool,
+            "power_state": vm.power_state,
+            "template": vm.template,
+            "guest": vm.guest,
+            "disks": [d.as_dict() for d in vm.disks],
+            "custom_attributes": dict(vm.custom_attributes),
+        },
+    )
+
+
+class VmwarePlugin(HypervisorPlugin):
+    """VMware vSphere through pyvmomi (vCenter or a standalone ESXi host)."""
+
+    name = "vmware"
+    title = "VMware vSphere"
+
+    def endpoint_options(self) -> list[OptionSpec]:
+        """address, user, password (a secret name), verify_tls, fingerprint, ca_file, timeout."""
+        return list(ENDPOINT_OPTIONS)
+
+    def capabilities(self) -> set[str]:
+        """Nothing yet: backup and restore are not implemented."""
+        return set()
+
+    def _endpoint(self, endpoint: EndpointInfo | None) -> EndpointInfo:
+        if endpoint is None:
+            raise PluginError("the vmware plugin needs an endpoint (a vCenter or ESXi host)")
+        return endpoint
+
+    def test_connection(self, endpoint: EndpointInfo, ctx: PluginContext) -> None:
+        """Log in and out once; raises ConnectionFailed with the reason."""
+        settings = connection_settings(self._endpoint(endpoint), ctx)
+        with connection.session(settings) as si:
+            about = si.content.about
+            ctx.logger.info("connected to %s: %s", settings.address, about.fullName)
+
+    def inventory(self, endpoint: EndpointInfo, ctx: PluginContext) -> Inventory:
+        """The whole inventory of ``endpoint`` (one property collection)."""
+        settings = connection_settings(self._endpoint(endpoint), ctx)
+        with connection.session(settings) as si:
+            inv = collect(si.content)
+        for reason in inv.skipped:
+            ctx.logger.warning("endpoint %s: VM skipped: %s", endpoint.name, reason)
+        return inv
+
+    def discover(self, endpoint: EndpointInfo | None, ctx: PluginContext) -> list[AssetInfo]:
+        """Every VM of the endpoint as an asset of kind ``vm``."""
+        inv = self.inventory(self._endpoint(endpoint), ctx)
+        return [vm_asset(vm) for vm in inv.vms]
+
+    def backup(self, request: BackupRequest, sink: BackupSink, ctx: PluginContext) -> BackupResult:
+        """Not implemented yet."""
+        raise PluginError(
+            "not implemented yet: VMware backups (snapshot, CBT, disk transfer) come in the "
+            "next release of the vmware plugin; this one only registers and discovers"
+        )
+
+    def restore(
+        self, request: RestoreRequest, source: RestoreSource, ctx: PluginContext
+    ) -> RestoreResult:
+        """Not implemented yet."""
+        raise PluginError(
+            "not implemented yet: VMware restores come in the next release of the vmware plugin"
+        )
