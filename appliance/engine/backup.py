@@ -154,9 +154,23 @@ def execute_backup(
     except Exception as exc:
         log.exception("run %s failed", run_id)
         outcome.state = RunState.FAILED
-        outcome.errors.append(_describe(exc))
+        outcome.errors.append(describe_error(exc))
     finally:
         env.release_run_loggers(run_id)
+    finish_outcome(env, run, job, info, monitor, outcome)
+
+
+def finish_outcome(
+    env: EngineContext,
+    run: Run,
+    job: Job | None,
+    info: dict[str, Any],
+    monitor: RunMonitor,
+    outcome: RunOutcome,
+) -> None:
+    """Record how a backup or copy run ended, tell the plugins, and queue a retry
+    when the job asks for one."""
+    run_id = run.id
     if outcome.state == RunState.SUCCEEDED and outcome.errors:
         outcome.state = RunState.FAILED
     if outcome.state == RunState.SUCCEEDED and outcome.warnings:
@@ -198,6 +212,7 @@ def execute_backup(
         retry = runs.queue_run(
             env.catalog,
             job.id,
+            kind=run.kind,
             level=run.level,
             trigger="retry",
             params={**run.params, "retry_of": run_id},
@@ -207,7 +222,8 @@ def execute_backup(
         runs.log_line(env.catalog, run_id, f"retry queued as run {retry}")
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """An exception as one line for the run's error (no class name for operator errors)."""
     if isinstance(exc, TapirError | KeyError | ValueError | OSError):
         text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         return str(text)
@@ -249,7 +265,7 @@ def _backup_job(
                 raise
             except Exception as exc:
                 log.exception("run %s: backup of %s failed", run.id, asset.name)
-                message = f"{asset.name}: {_describe(exc)}"
+                message = f"{asset.name}: {describe_error(exc)}"
                 outcome.errors.append(message)
                 runs.log_line(env.catalog, run.id, f"backup of {message}", "ERROR")
                 continue
@@ -505,7 +521,7 @@ def _thaw(
             log.error("thaw of %s failed after a failed backup: %s", asset.name, exc)
             return  # the backup's own error is the one to report
         # The data read while frozen is whole; keep the point and make the run warn.
-        writer.warn(asset.name, f"thaw failed: {_describe(exc)}")
+        writer.warn(asset.name, f"thaw failed: {describe_error(exc)}")
 
 
 def _parse_time(text: str) -> datetime:

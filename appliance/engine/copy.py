@@ -33,7 +33,7 @@ from ..plugin_api.errors import ChunkCorrupt, RunCanceled, TapirError
 from ..plugin_api.items import Extent, Item, ItemKind
 from ..plugin_api.roles import BackupLevel
 from . import runs
-from .backup import RETRY_DELAY, RunOutcome, run_info
+from .backup import RunOutcome, describe_error, finish_outcome, run_info
 from .context import EngineContext
 from .monitor import RunMonitor
 from .pools import open_repository
@@ -239,73 +239,10 @@ def execute_copy(
     except Exception as exc:
         log.exception("copy run %s failed", run_id)
         outcome.state = RunState.FAILED
-        outcome.errors.append(_describe(exc))
+        outcome.errors.append(describe_error(exc))
     finally:
         env.release_run_loggers(run_id)
-    _finish(env, run, job, info, monitor, outcome)
-
-
-def _finish(
-    env: EngineContext,
-    run: Run,
-    job: Job | None,
-    info: dict[str, Any],
-    monitor: RunMonitor,
-    outcome: RunOutcome,
-) -> None:
-    if outcome.state == RunState.SUCCEEDED and outcome.errors:
-        outcome.state = RunState.FAILED
-    if outcome.state == RunState.SUCCEEDED and outcome.warnings:
-        outcome.state = RunState.WARNING
-    if monitor.lost and outcome.state != RunState.SUCCEEDED:
-        outcome.errors.append("the run was taken away from this worker")
-    error = "; ".join(outcome.errors) or None
-    counters = monitor.counters(monitor.progress.flush())
-    counters["bytes_written"] = outcome.bytes_written
-    if not runs.finish_run(env.catalog, run.id, outcome.state, error, **counters):
-        runs.log_line(
-            env.catalog,
-            run.id,
-            f"run ended {outcome.state} but was no longer running (crash recovery?); "
-            f"copies kept: {', '.join(outcome.recovery_points) or 'none'}",
-            "WARNING",
-        )
-    runs.log_line(
-        env.catalog,
-        run.id,
-        f"run {outcome.state}" + (f": {error}" if error else ""),
-        "INFO" if outcome.state in (RunState.SUCCEEDED, RunState.WARNING) else "ERROR",
-    )
-    env.registry.call_event(
-        "tapir_run_finished",
-        run={
-            **info,
-            "state": outcome.state,
-            "error": error,
-            "bytes_done": counters["bytes_done"],
-            "bytes_written": outcome.bytes_written,
-            "recovery_points": list(outcome.recovery_points),
-        },
-    )
-    if outcome.state == RunState.FAILED and job is not None and run.attempt <= job.max_retries:
-        retry = runs.queue_run(
-            env.catalog,
-            job.id,
-            kind=COPY_KIND,
-            level=run.level,
-            trigger="retry",
-            params={**run.params, "retry_of": run.id},
-            not_before=utcnow() + timedelta(seconds=RETRY_DELAY * run.attempt),
-            attempt=run.attempt + 1,
-        )
-        runs.log_line(env.catalog, run.id, f"retry queued as run {retry}")
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TapirError | KeyError | ValueError | OSError):
-        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        return str(text)
-    return f"{type(exc).__name__}: {exc}"
+    finish_outcome(env, run, job, info, monitor, outcome)
 
 
 def _copy_job(
@@ -355,14 +292,14 @@ def _copy_job(
                 raise
             except FileNotFoundError as exc:
                 if _exists(env, rp_id):
-                    outcome.errors.append(f"{rp_id}: {_describe(exc)}")
+                    outcome.errors.append(f"{rp_id}: {describe_error(exc)}")
                     runs.log_line(env.catalog, run.id, f"copy of {rp_id}: {exc}", "ERROR")
                 else:
                     runs.log_line(env.catalog, run.id, f"{rp_id}: pruned meanwhile, skipped")
                 continue
             except Exception as exc:
                 log.exception("run %s: copy of %s failed", run.id, rp_id)
-                message = f"{rp_id}: {_describe(exc)}"
+                message = f"{rp_id}: {describe_error(exc)}"
                 outcome.errors.append(message)
                 runs.log_line(env.catalog, run.id, f"copy of {message}", "ERROR")
                 continue
