@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -134,29 +135,52 @@ def execute_backup(
         endpoint = s.get(Endpoint, job.endpoint_id) if job and job.endpoint_id else None
     if run.state != RunState.RUNNING or run.worker != worker:
         raise ValueError(f"run {run_id} is {run.state}, not running for {worker}")
+
+    def body(monitor: RunMonitor, outcome: RunOutcome) -> None:
+        assert job is not None and pool is not None
+        runs.log_line(
+            env.catalog,
+            run_id,
+            f"backup of job {job.name} ({job.plugin}) to pool {pool.name} on {worker}",
+        )
+        _backup_job(env, run, job, pool, endpoint, monitor, outcome)
+
+    conduct_run(env, run, job, pool, worker, listener, "backup", body)
+
+
+def conduct_run(
+    env: EngineContext,
+    run: Run,
+    job: Job | None,
+    pool: Pool | None,
+    worker: str,
+    listener: ProgressListener | None,
+    phase: str,
+    body: Callable[[RunMonitor, RunOutcome], None],
+) -> None:
+    """Run ``body`` under a monitor (heartbeat, progress, cancel), then record the end.
+
+    Shared by backup and copy runs: the started/finished events, the run's log,
+    cancellation and failure handling are the same for both.
+    """
     info = run_info(run, job, pool)
     outcome = RunOutcome()
-    monitor = RunMonitor(env.catalog, run_id, worker, phase="backup", listener=listener)
+    monitor = RunMonitor(env.catalog, run.id, worker, phase=phase, listener=listener)
     try:
         with monitor:
             env.registry.call_event("tapir_run_started", run=info)
             if job is None or pool is None:
                 raise TapirError("the run's job no longer exists")
-            runs.log_line(
-                env.catalog,
-                run_id,
-                f"backup of job {job.name} ({job.plugin}) to pool {pool.name} on {worker}",
-            )
-            _backup_job(env, run, job, pool, endpoint, monitor, outcome)
+            body(monitor, outcome)
     except RunCanceled as exc:
         outcome.state = RunState.CANCELED
         outcome.errors.append(str(exc))
     except Exception as exc:
-        log.exception("run %s failed", run_id)
+        log.exception("%s run %s failed", phase, run.id)
         outcome.state = RunState.FAILED
         outcome.errors.append(describe_error(exc))
     finally:
-        env.release_run_loggers(run_id)
+        env.release_run_loggers(run.id)
     finish_outcome(env, run, job, info, monitor, outcome)
 
 

@@ -33,7 +33,7 @@ from ..plugin_api.errors import ChunkCorrupt, RunCanceled, TapirError
 from ..plugin_api.items import Extent, Item, ItemKind
 from ..plugin_api.roles import BackupLevel
 from . import runs
-from .backup import RunOutcome, describe_error, finish_outcome, run_info
+from .backup import RunOutcome, conduct_run, describe_error
 from .context import EngineContext
 from .monitor import RunMonitor
 from .pools import open_repository
@@ -222,27 +222,14 @@ def execute_copy(
         pool = s.get(Pool, job.pool_id) if job is not None else None
     if run.state != RunState.RUNNING or run.worker != worker:
         raise ValueError(f"run {run_id} is {run.state}, not running for {worker}")
-    info = run_info(run, job, pool)
-    outcome = RunOutcome()
-    monitor = RunMonitor(env.catalog, run_id, worker, phase="copy", listener=listener)
-    try:
-        with monitor:
-            env.registry.call_event("tapir_run_started", run=info)
-            if job is None or pool is None:
-                raise TapirError("the run's job no longer exists")
-            if job.kind != COPY_KIND:
-                raise TapirError(f"job {job.name} is a {job.kind} job, not a copy job")
-            _copy_job(env, run, job, pool, monitor, outcome, tz)
-    except RunCanceled as exc:
-        outcome.state = RunState.CANCELED
-        outcome.errors.append(str(exc))
-    except Exception as exc:
-        log.exception("copy run %s failed", run_id)
-        outcome.state = RunState.FAILED
-        outcome.errors.append(describe_error(exc))
-    finally:
-        env.release_run_loggers(run_id)
-    finish_outcome(env, run, job, info, monitor, outcome)
+
+    def body(monitor: RunMonitor, outcome: RunOutcome) -> None:
+        assert job is not None and pool is not None
+        if job.kind != COPY_KIND:
+            raise TapirError(f"job {job.name} is a {job.kind} job, not a copy job")
+        _copy_job(env, run, job, pool, monitor, outcome, tz)
+
+    conduct_run(env, run, job, pool, worker, listener, "copy", body)
 
 
 def _copy_job(
