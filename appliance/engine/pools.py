@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from ..catalog.lookup import optional_id_by_name
 from ..catalog.models import Pool, RetentionPolicy
 from ..datapath.repository import Repository
 from ..plugin_api.context import PoolInfo
@@ -82,13 +83,7 @@ def create_pool(
     with env.catalog.session() as s:
         if s.scalar(select(Pool.id).where(Pool.name == name)) is not None:
             raise ValueError(f"a pool named {name!r} already exists")
-        policy_id = None
-        if retention is not None:
-            policy_id = s.scalar(
-                select(RetentionPolicy.id).where(RetentionPolicy.name == retention)
-            )
-            if policy_id is None:
-                raise KeyError(f"no retention policy named {retention!r}")
+        policy_id = optional_id_by_name(s, RetentionPolicy, retention, "retention policy")
         pool = Pool(
             name=name,
             media=media,

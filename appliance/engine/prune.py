@@ -19,6 +19,7 @@ from datetime import datetime, tzinfo
 
 from sqlalchemy import select
 
+from ..catalog.lookup import id_by_name
 from ..catalog.models import Asset, Job, Pool, RecoveryPoint, RetentionPolicy, utcnow
 from ..datapath.repository import Repository
 from .context import EngineContext
@@ -66,9 +67,7 @@ def plan_prune(
             .outerjoin(Job, RecoveryPoint.job_id == Job.id)
         )
         if job is not None:
-            job_id = s.scalar(select(Job.id).where(Job.name == job))
-            if job_id is None:
-                raise KeyError(f"no job named {job!r}")
+            job_id = id_by_name(s, Job, job, "job")
             q = q.where(RecoveryPoint.job_id == job_id)
         rows = s.execute(q).all()
         policies = {p.id: p for p in s.scalars(select(RetentionPolicy))}

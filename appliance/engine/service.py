@@ -31,6 +31,7 @@ from sqlalchemy.orm import selectinload
 
 from .. import security
 from ..catalog.database import Catalog
+from ..catalog.lookup import id_by_name, optional_id_by_name
 from ..catalog.models import (
     Asset,
     AuditEvent,
@@ -569,16 +570,8 @@ class Appliance:
         with self.catalog.session() as s:
             if s.scalar(select(Job.id).where(Job.name == name)) is not None:
                 raise ValueError(f"a job named {name!r} already exists")
-            pool_id = s.scalar(select(Pool.id).where(Pool.name == pool))
-            if pool_id is None:
-                raise KeyError(f"no pool named {pool!r}")
-            policy_id = None
-            if retention is not None:
-                policy_id = s.scalar(
-                    select(RetentionPolicy.id).where(RetentionPolicy.name == retention)
-                )
-                if policy_id is None:
-                    raise KeyError(f"no retention policy named {retention!r}")
+            pool_id = id_by_name(s, Pool, pool, "pool")
+            policy_id = optional_id_by_name(s, RetentionPolicy, retention, "retention policy")
             job = Job(
                 name=name,
                 plugin=plugin,
@@ -639,24 +632,14 @@ class Appliance:
         with self.catalog.session() as s:
             if s.scalar(select(Job.id).where(Job.name == name)) is not None:
                 raise ValueError(f"a job named {name!r} already exists")
-            source_id = s.scalar(select(Pool.id).where(Pool.name == source_pool))
-            if source_id is None:
-                raise KeyError(f"no pool named {source_pool!r}")
-            target_id = s.scalar(select(Pool.id).where(Pool.name == target_pool))
-            if target_id is None:
-                raise KeyError(f"no pool named {target_pool!r}")
+            source_id = id_by_name(s, Pool, source_pool, "pool")
+            target_id = id_by_name(s, Pool, target_pool, "pool")
             if source_id == target_id:
                 raise ValueError("a copy job needs two different pools")
             for source_job in jobs or []:
                 if s.scalar(select(Job.id).where(Job.name == source_job)) is None:
                     raise KeyError(f"no job named {source_job!r}")
-            policy_id = None
-            if retention is not None:
-                policy_id = s.scalar(
-                    select(RetentionPolicy.id).where(RetentionPolicy.name == retention)
-                )
-                if policy_id is None:
-                    raise KeyError(f"no retention policy named {retention!r}")
+            policy_id = optional_id_by_name(s, RetentionPolicy, retention, "retention policy")
             job = Job(
                 name=name,
                 plugin=COPY_PLUGIN,
@@ -804,9 +787,7 @@ class Appliance:
         with self.catalog.session() as s:
             q = select(Run).options(selectinload(Run.job)).order_by(Run.id.desc()).limit(limit)
             if job is not None:
-                job_id = s.scalar(select(Job.id).where(Job.name == job))
-                if job_id is None:
-                    raise KeyError(f"no job named {job!r}")
+                job_id = id_by_name(s, Job, job, "job")
                 q = q.where(Run.job_id == job_id)
             return list(s.scalars(q))
 
@@ -892,9 +873,7 @@ class Appliance:
                     (Asset.name == asset) | (Asset.external_id == asset)
                 )
             if job is not None:
-                job_id = s.scalar(select(Job.id).where(Job.name == job))
-                if job_id is None:
-                    raise KeyError(f"no job named {job!r}")
+                job_id = id_by_name(s, Job, job, "job")
                 q = q.where(RecoveryPoint.job_id == job_id)
             return list(s.scalars(q))
 

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..catalog.database import Catalog
+from ..catalog.lookup import id_by_name
 from ..catalog.models import AuditEvent, Device, Pool, Volume, utcnow
 from ..plugin_api.media import VOLUME_STATES, DeviceInfo, VolumeInfo
 
@@ -245,10 +246,7 @@ class CatalogVolumeRegistry:
 
 
 def _pool_id(s: Session, name: str) -> int:
-    pool_id = s.scalar(select(Pool.id).where(Pool.name == name))
-    if pool_id is None:
-        raise KeyError(f"no pool named {name!r}")
-    return pool_id
+    return id_by_name(s, Pool, name, "pool")
 
 
 def _pool_name(s: Session, pool_id: int | None) -> str | None:
