@@ -8,7 +8,6 @@ the chunks it wrote are reclaimed by the next ``gc``.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,10 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from ..catalog.models import (
-    Asset,
     Endpoint,
     Job,
     Pool,
@@ -39,6 +36,7 @@ from ..plugin_api.roles import (
     SourcePlugin,
 )
 from . import runs
+from .assets import jsonable, upsert_asset
 from .context import EngineContext
 from .monitor import RunMonitor
 from .pools import open_repository
@@ -330,46 +328,19 @@ def resolve_assets(
     now = utcnow()
     with env.catalog.session() as s:
         for a in discovered:
-            row = s.scalar(
-                select(Asset).where(Asset.plugin == plugin.name, Asset.external_id == a.external_id)
-            )
-            meta = _jsonable(dict(a.metadata))
-            if row is None:
-                try:
-                    # Two workers may discover the same new asset at once (PostgreSQL
-                    # does not serialise them as SQLite's BEGIN IMMEDIATE does).
-                    with s.begin_nested():
-                        row = Asset(
-                            plugin=plugin.name,
-                            kind=a.kind,
-                            name=a.name,
-                            external_id=a.external_id,
-                            meta=meta,
-                            endpoint_id=endpoint.id if endpoint else None,
-                            first_seen_at=now,
-                            last_seen_at=now,
-                        )
-                        s.add(row)
-                except IntegrityError:
-                    row = s.scalar(
-                        select(Asset).where(
-                            Asset.plugin == plugin.name, Asset.external_id == a.external_id
-                        )
-                    )
-                    if row is None:
-                        raise
-            if row.last_seen_at != now:
-                row.name, row.kind, row.meta = a.name, a.kind, meta
-                row.present = True
-                row.last_seen_at = now
+            row = upsert_asset(
+                s,
+                plugin.name,
+                a.kind,
+                a.name,
+                a.external_id,
+                now=now,
+                meta=dict(a.metadata),
+                endpoint_id=endpoint.id if endpoint else None,
+            ).row
             if any(c.external_id == a.external_id for c in chosen):
                 out.append((row.id, a))
     return out
-
-
-def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
-    # Plugin metadata goes into JSON columns; anything else is kept as text.
-    return json.loads(json.dumps(value, default=str))
 
 
 def _chain(env: EngineContext, job_id: int, asset_id: int, pool_id: int) -> list[RecoveryPoint]:
@@ -458,7 +429,7 @@ def backup_asset(
     try:
         result = _call_plugin(env, plugin, asset, info, request, writer, ctx)
         monitor.check_canceled()
-        manifest = writer.finish(_jsonable(dict(result.metadata)), list(result.warnings))
+        manifest = writer.finish(jsonable(dict(result.metadata)), list(result.warnings))
     except BaseException:
         try:
             writer.abort()
@@ -486,7 +457,7 @@ def backup_asset(
                 bytes_logical=manifest.bytes_logical,
                 bytes_new=manifest.bytes_new,
                 warnings=len(manifest.warnings),
-                meta=_jsonable(dict(manifest.metadata)),
+                meta=jsonable(dict(manifest.metadata)),
             )
             s.add(rp)
     except Exception:

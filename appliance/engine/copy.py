@@ -18,7 +18,6 @@ written; a failed, canceled or killed copy leaves nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from ..plugin_api.errors import ChunkCorrupt, RunCanceled, TapirError
 from ..plugin_api.items import Extent, Item, ItemKind
 from ..plugin_api.roles import BackupLevel
 from . import runs
+from .assets import jsonable
 from .backup import RunOutcome, conduct_run, describe_error
 from .context import EngineContext
 from .monitor import RunMonitor
@@ -438,7 +438,7 @@ def copy_point(
                 bytes_logical=copied.bytes_logical,
                 bytes_new=copied.bytes_new,
                 warnings=len(copied.warnings),
-                meta=_jsonable(dict(copied.metadata)),
+                meta=jsonable(dict(copied.metadata)),
             )
             if other is None:
                 s.add(rp)
@@ -490,8 +490,3 @@ def _copy_item(reader: Any, writer: Any, item: Item) -> None:
         writer.add_disk(item, image.pread, extents)
     else:
         writer.add(item)
-
-
-def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
-    # Plugin metadata goes into JSON columns; anything else is kept as text.
-    return json.loads(json.dumps(value, default=str))

@@ -20,6 +20,7 @@ from ..catalog.models import Asset, Endpoint, utcnow
 from ..plugin_api.context import EndpointInfo
 from ..plugin_api.errors import TapirError
 from ..plugin_api.roles import SourcePlugin
+from .assets import upsert_asset
 from .context import EngineContext
 from .pools import validate_name
 
@@ -159,39 +160,23 @@ def discover_endpoint(env: EngineContext, name: str) -> DiscoveryReport:
     report = DiscoveryReport(endpoint=name, found=len(found))
     now = utcnow()
     with env.catalog.session() as s:
-        rows = {
-            a.external_id: a
-            for a in s.scalars(
-                select(Asset).where(Asset.plugin == row.plugin, Asset.external_id.in_(list(seen)))
-            )
-        }
         for external_id, info in seen.items():
-            meta = _jsonable(dict(info.metadata))
-            asset = rows.get(external_id)
-            if asset is None:
-                s.add(
-                    Asset(
-                        plugin=row.plugin,
-                        kind=info.kind,
-                        name=info.name,
-                        external_id=external_id,
-                        meta=meta,
-                        endpoint_id=row.id,
-                        present=True,
-                        first_seen_at=now,
-                        last_seen_at=now,
-                    )
-                )
+            change = upsert_asset(
+                s,
+                row.plugin,
+                info.kind,
+                info.name,
+                external_id,
+                now=now,
+                meta=dict(info.metadata),
+                endpoint_id=row.id,
+            )
+            if change.added:
                 report.added.append(info.name)
-                continue
-            if asset.name != info.name:
-                report.renamed.append((asset.name, info.name))
-            if not asset.present:
+            if change.renamed_from is not None:
+                report.renamed.append((change.renamed_from, info.name))
+            if change.returned:
                 report.returned.append(info.name)
-            asset.name, asset.kind, asset.meta = info.name, info.kind, meta
-            asset.endpoint_id = row.id
-            asset.present = True
-            asset.last_seen_at = now
         for asset in s.scalars(
             select(Asset).where(Asset.endpoint_id == row.id, Asset.present.is_(True))
         ):
@@ -210,14 +195,3 @@ def endpoint_assets(env: EngineContext, name: str) -> list[Asset]:
     with env.catalog.session() as s:
         q = select(Asset).where(Asset.endpoint_id == row.id).order_by(Asset.name, Asset.id)
         return list(s.scalars(q))
-
-
-def _jsonable(value: Any) -> Any:
-    # Plugins may put tuples or non-JSON scalars in metadata; the catalog stores JSON.
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)

@@ -13,7 +13,6 @@ lacks; it never deletes a manifest and deletes catalog rows only when asked to
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..catalog.models import Asset, Job, Pool, RecoveryPoint, Run, RunState
+from ..catalog.models import Job, Pool, RecoveryPoint, Run, RunState
 from ..datapath.keys import PoolKeys
 from ..datapath.manifest import Manifest
 
@@ -36,6 +35,7 @@ from ..datapath.repository import Repository, read_config
 from ..plugin_api.errors import TapirError
 from ..plugin_api.roles import BackupLevel, MediaPlugin, MediaStore
 from . import runs as runs_mod
+from .assets import jsonable, upsert_asset
 from .context import EngineContext
 from .pools import MEDIUM_ID, pool_info, validate_name
 
@@ -372,7 +372,7 @@ def _take_in(
             bytes_logical=manifest.bytes_logical,
             bytes_new=manifest.bytes_new,
             warnings=len(manifest.warnings),
-            meta=_jsonable(dict(manifest.metadata)),
+            meta=jsonable(dict(manifest.metadata)),
         )
         try:
             with s.begin_nested():
@@ -406,32 +406,20 @@ def _relink(
 
 
 def _asset_id(s: Session, asset: dict[str, str], seen_at: datetime, report: RescanReport) -> int:
-    query = select(Asset.id).where(
-        Asset.plugin == asset["plugin"], Asset.external_id == asset["external_id"]
+    # A manifest's asset is a snapshot of the past: never overwrite what discovery
+    # or a later backup recorded about an asset that exists.
+    change = upsert_asset(
+        s,
+        asset["plugin"],
+        asset["kind"],
+        asset["name"],
+        asset["external_id"],
+        now=seen_at,
+        refresh=False,
     )
-    found = s.scalar(query)
-    if found is not None:
-        return found
-    try:
-        # A backup discovering the same asset may insert it at the same moment.
-        with s.begin_nested():
-            row = Asset(
-                plugin=asset["plugin"],
-                kind=asset["kind"],
-                name=asset["name"],
-                external_id=asset["external_id"],
-                meta={},
-                first_seen_at=seen_at,
-                last_seen_at=seen_at,
-            )
-            s.add(row)
-    except IntegrityError:
-        found = s.scalar(query)
-        if found is None:
-            raise
-        return found
-    report.assets_created.append(f"{asset['plugin']} {asset['external_id']}")
-    return row.id
+    if change.added:
+        report.assets_created.append(f"{asset['plugin']} {asset['external_id']}")
+    return change.row.id
 
 
 def _prune(env: EngineContext, pool_id: int, gone: list[str], report: RescanReport) -> None:
@@ -486,11 +474,6 @@ def _parse_time(text: str) -> datetime:
     except ValueError:
         raise ValueError(f"created_at {text!r} is not an ISO 8601 time") from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
-    # Manifest metadata may hold bytes; the JSON column keeps anything else as text.
-    return json.loads(json.dumps(value, default=str))
 
 
 def _made_at(rp: RecoveryPoint) -> datetime:

@@ -16,7 +16,6 @@ import contextvars
 import fnmatch
 import functools
 import getpass
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -67,6 +66,7 @@ from . import pools as pools_mod
 from . import rescan as rescan_mod
 from . import runs as runs_mod
 from . import scheduler
+from .assets import jsonable
 from .backup import LEVELS, execute_backup
 from .context import EngineContext
 from .copy import COPY_KIND, COPY_PLUGIN, CopySelection, execute_copy
@@ -230,7 +230,7 @@ class Appliance:
                     action=action,
                     target=target,
                     remote_addr=remote,
-                    details=_jsonable(details),
+                    details=jsonable(details),
                 )
             )
 
@@ -576,8 +576,8 @@ class Appliance:
                 name=name,
                 plugin=plugin,
                 pool_id=pool_id,
-                options=_jsonable(opts),
-                selection=_jsonable(dict(selection or {})),
+                options=jsonable(opts),
+                selection=jsonable(dict(selection or {})),
                 retention_policy_id=policy_id,
                 full_every=full_every,
                 max_retries=max_retries,
@@ -1061,7 +1061,3 @@ def _listed(path: bytes, prefix: bytes, recursive: bool) -> bool:
     if not path.startswith(prefix + b"/"):
         return False
     return recursive or b"/" not in path[len(prefix) + 1 :]
-
-
-def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(value, default=str))
