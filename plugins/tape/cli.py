@@ -122,6 +122,12 @@ def _drives(ctx: PluginContext, changer: str, names: Sequence[str]) -> list[Devi
     return chosen
 
 
+changer_option = click.option(
+    "--changer", required=True, metavar="NAME", help="Registered changer name."
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
 def register(cli: click.Group, plugin_context: ContextFactory) -> None:
     """Add the ``tape`` group to the ``tapir`` command line."""
 
@@ -138,7 +144,7 @@ def register(cli: click.Group, plugin_context: ContextFactory) -> None:
     @tape.command("volumes")
     @click.option("--pool", metavar="NAME", help="Only this pool's volumes.")
     @click.option("--state", type=click.Choice(VOLUME_STATES), help="Only volumes in this state.")
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @json_option
     def volumes_cmd(pool: str | None, state: str | None, as_json: bool) -> None:
         """List tape volumes: barcode, pool, state, location, media set, use, expiry."""
         ctx = tape_ctx()
@@ -181,8 +187,8 @@ def register(cli: click.Group, plugin_context: ContextFactory) -> None:
         )
 
     @tape.command("inventory")
-    @click.option("--changer", required=True, metavar="NAME", help="Registered changer name.")
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @changer_option
+    @json_option
     def inventory_cmd(changer: str, as_json: bool) -> None:
         """Read the library's inventory and bring the volume rows up to date."""
         from .inventory import sync_inventory
@@ -216,7 +222,7 @@ def register(cli: click.Group, plugin_context: ContextFactory) -> None:
     @tape.command("label")
     @click.argument("barcodes", nargs=-1)
     @click.option("--all-new", is_flag=True, help="Every data cartridge never labelled.")
-    @click.option("--changer", required=True, metavar="NAME", help="Registered changer name.")
+    @changer_option
     @click.option("--pool", metavar="NAME", help="Tape pool the volumes join as scratch.")
     @click.option("--scratch", is_flag=True, help="Join the common scratch pool (no pool).")
     @click.option(
@@ -229,7 +235,7 @@ def register(cli: click.Group, plugin_context: ContextFactory) -> None:
     @click.option(
         "--force", is_flag=True, help="Overwrite another pool's or a foreign tape (audited)."
     )
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @json_option
     def label_cmd(
         barcodes: tuple[str, ...],
         all_new: bool,
@@ -280,7 +286,7 @@ def register(cli: click.Group, plugin_context: ContextFactory) -> None:
     @tape.command("expire")
     @click.option("--pool", metavar="NAME", help="Only this tape pool [default: every one].")
     @click.option("--dry-run", is_flag=True, help="Say what would expire; change nothing.")
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @json_option
     def expire_cmd(pool: str | None, dry_run: bool, as_json: bool) -> None:
         """Apply each tape pool's retention: expired media sets return to scratch."""
         from . import appliance_calls
@@ -306,9 +312,9 @@ def register(cli: click.Group, plugin_context: ContextFactory) -> None:
     @click.option("--pool", required=True, metavar="NAME", help="Tape pool.")
     @click.option("--media-set", metavar="UUID", help="The media set to send out.")
     @click.option("--current", is_flag=True, help="The pool's newest media set.")
-    @click.option("--changer", required=True, metavar="NAME", help="Registered changer name.")
+    @changer_option
     @click.option("--note", default="", help="Where the cartridges go (vault: NOTE).")
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @json_option
     def export_cmd(
         pool: str, media_set: str | None, current: bool, changer: str, note: str, as_json: bool
     ) -> None:
@@ -328,8 +334,8 @@ def register(cli: click.Group, plugin_context: ContextFactory) -> None:
                 click.echo(line)
 
     @tape.command("import")
-    @click.option("--changer", required=True, metavar="NAME", help="Registered changer name.")
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @changer_option
+    @json_option
     def import_cmd(changer: str, as_json: bool) -> None:
         """Take cartridges from the mail slots into free storage slots."""
         from .vault import import_cartridges
@@ -344,7 +350,7 @@ def register(cli: click.Group, plugin_context: ContextFactory) -> None:
 
     @tape.command("vault-report")
     @click.option("--pool", metavar="NAME", help="Only this pool's cartridges.")
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @json_option
     def vault_report_cmd(pool: str | None, as_json: bool) -> None:
         """Which cartridges are out of the library, what they hold, when they expire."""
         from . import appliance_calls
@@ -386,7 +392,7 @@ def register(cli: click.Group, plugin_context: ContextFactory) -> None:
         )
 
     @tape.command("clean")
-    @click.option("--changer", required=True, metavar="NAME", help="Registered changer name.")
+    @changer_option
     @click.option("--drive", "drive_name", required=True, metavar="NAME", help="Drive to clean.")
     @click.option(
         "--max-uses",
@@ -395,7 +401,7 @@ def register(cli: click.Group, plugin_context: ContextFactory) -> None:
         show_default=True,
         help="Uses after which a cleaning cartridge is retired.",
     )
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @json_option
     def clean_cmd(changer: str, drive_name: str, max_uses: int, as_json: bool) -> None:
         """Clean a drive with a cleaning cartridge (CLN...) and count the use."""
         from .cleaning import clean_drive
@@ -420,7 +426,7 @@ def register(cli: click.Group, plugin_context: ContextFactory) -> None:
         """The tape catalog: rebuild it from the tapes alone."""
 
     @catalog.command("rebuild")
-    @click.option("--changer", required=True, metavar="NAME", help="Registered changer name.")
+    @changer_option
     @click.option("--pool", metavar="NAME", help="Only this pool's tapes [default: every one].")
     @click.option(
         "--drive",
@@ -447,7 +453,7 @@ def register(cli: click.Group, plugin_context: ContextFactory) -> None:
         metavar="KEY=VALUE",
         help="More pool options for the attach (allocation, retention...).",
     )
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @json_option
     def rebuild_cmd(
         changer: str,
         pool: str | None,
