@@ -47,6 +47,8 @@ def job() -> None:
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip paths matching (repeat).")
 @click.option("--schedule", metavar="CRON", help="Cron expression, e.g. '0 2 * * *'.")
 @click.option("--retention", metavar="POLICY", help="Retention policy name.")
+@click.option("--endpoint", metavar="NAME", help="Registered endpoint (vCenter...) to back up.")
+@click.option("--asset", "assets", multiple=True, metavar="NAME", help="Only this asset (repeat).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Plugin option.")
 @click.option(
     "--source-job", "source_jobs", multiple=True, metavar="JOB", help="Copy only JOB's points."
@@ -65,6 +67,8 @@ def job_create(
     exclude: tuple[str, ...],
     schedule: str | None,
     retention: str | None,
+    endpoint: str | None,
+    assets: tuple[str, ...],
     options: tuple[str, ...],
     source_jobs: tuple[str, ...],
     max_age: int | None,
@@ -74,7 +78,8 @@ def job_create(
 
     A backup job: --path (made absolute), --include and --exclude become the plugin
     options ``paths``, ``include`` and ``exclude`` (lists); --option sets any other
-    option the plugin declares.
+    option the plugin declares. --endpoint names the registered endpoint (a vCenter)
+    whose assets the job protects, --asset limits it to the named assets.
 
     A copy job copies the recovery points of the pool --copy-from into --pool: all of
     them, or those of each --source-job, younger than --max-age days, one per --tier
@@ -88,6 +93,8 @@ def job_create(
             "--include": include,
             "--exclude": exclude,
             "--option": options,
+            "--endpoint": (endpoint,) if endpoint else (),
+            "--asset": assets,
         }
         given = [flag for flag, values in backup_only.items() if values]
         if given:
@@ -116,7 +123,14 @@ def job_create(
                 raise click.UsageError(f"give {key} either as --{key[:-1]} or as --option")
             opts[key] = list(values)
     created = state.appliance().create_job(
-        name, plugin, pool, options=opts, schedule=schedule, retention=retention
+        name,
+        plugin,
+        pool,
+        options=opts,
+        schedule=schedule,
+        retention=retention,
+        endpoint=endpoint,
+        selection={"assets": list(assets)} if assets else None,
     )
     click.echo(f"created job {created.name} ({created.plugin} -> {pool})")
 

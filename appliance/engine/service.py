@@ -541,9 +541,11 @@ class Appliance:
         timezone: str | None = None,
         full_every: int | None = None,
         max_retries: int = 0,
+        endpoint: str | None = None,
     ) -> Job:
         """Create a backup job; ``schedule`` is a cron expression in ``timezone``
-        (default: the host's zone)."""
+        (default: the host's zone). ``endpoint`` names a registered endpoint of the
+        same plugin (a vCenter...) whose assets the job protects."""
         pools_mod.validate_name("job", name)
         source = self.registry.source_plugin(plugin)
         opts = dict(options or {})
@@ -572,10 +574,21 @@ class Appliance:
                 raise ValueError(f"a job named {name!r} already exists")
             pool_id = id_by_name(s, Pool, pool, "pool")
             policy_id = optional_id_by_name(s, RetentionPolicy, retention, "retention policy")
+            endpoint_id = optional_id_by_name(s, Endpoint, endpoint, "endpoint")
+            if endpoint_id is not None:
+                endpoint_plugin = s.scalar(
+                    select(Endpoint.plugin).where(Endpoint.id == endpoint_id)
+                )
+                if endpoint_plugin != plugin:
+                    raise ValueError(
+                        f"endpoint {endpoint!r} belongs to plugin {endpoint_plugin!r}, "
+                        f"not {plugin!r}"
+                    )
             job = Job(
                 name=name,
                 plugin=plugin,
                 pool_id=pool_id,
+                endpoint_id=endpoint_id,
                 options=jsonable(opts),
                 selection=jsonable(dict(selection or {})),
                 retention_policy_id=policy_id,

@@ -1,5 +1,6 @@
 """The ``vmware`` source: VMware vSphere (vCenter or standalone ESXi) through pyvmomi.
 
-This first slice registers endpoints, tests connections and discovers the
-inventory; backup and restore are not implemented yet. See docs/plugins/vmware.md.
+It registers endpoints, tests connections, discovers the inventory and makes full
+image backups through a snapshot and the datastore HTTPS path; incrementals (CBT)
+and restore are not implemented yet. See docs/plugins/vmware.md.
 """

@@ -1,7 +1,8 @@
-"""The ``vmware`` hypervisor role: endpoints, connection test and discovery.
+"""The ``vmware`` hypervisor role: endpoints, connection test, discovery and full backups.
 
-Backup and restore are the next slice (snapshots, CBT, datastore transfer); until
-then they refuse clearly, and :meth:`VmwarePlugin.capabilities` claims nothing.
+Full backups go through a snapshot and the datastore HTTPS path (see
+:mod:`.backup`). Incrementals (CBT) and restore are the next slices: restore
+refuses clearly, and :meth:`VmwarePlugin.capabilities` claims only what works.
 """
 
 from __future__ import annotations
@@ -22,8 +23,18 @@ from tapir.appliance.plugin_api import (
 )
 
 from . import connection
+from .backup import backup_vm
 from .inventory import Inventory, VirtualMachine, collect
 from .options import ENDPOINT_OPTIONS, connection_settings
+
+JOB_OPTIONS = [
+    OptionSpec(
+        "quiesce",
+        "bool",
+        "quiesce the guest through VMware Tools before the snapshot (a warning when impossible)",
+        default=False,
+    ),
+]
 
 
 def vm_asset(vm: VirtualMachine) -> AssetInfo:
@@ -59,9 +70,13 @@ class VmwarePlugin(HypervisorPlugin):
         """address, user, password (a secret name), verify_tls, fingerprint, ca_file, timeout."""
         return list(ENDPOINT_OPTIONS)
 
+    def job_options(self) -> list[OptionSpec]:
+        """``quiesce``: ask VMware Tools for an application-consistent snapshot."""
+        return list(JOB_OPTIONS)
+
     def capabilities(self) -> set[str]:
-        """Nothing yet: backup and restore are not implemented."""
-        return set()
+        """``quiesce`` only: full backups work; incrementals and restore do not yet."""
+        return {"quiesce"}
 
     def _endpoint(self, endpoint: EndpointInfo | None) -> EndpointInfo:
         if endpoint is None:
@@ -90,11 +105,9 @@ class VmwarePlugin(HypervisorPlugin):
         return [vm_asset(vm) for vm in inv.vms]
 
     def backup(self, request: BackupRequest, sink: BackupSink, ctx: PluginContext) -> BackupResult:
-        """Not implemented yet."""
-        raise PluginError(
-            "not implemented yet: VMware backups (snapshot, CBT, disk transfer) come in the "
-            "next release of the vmware plugin; this one only registers and discovers"
-        )
+        """A full backup of one VM: snapshot, every base disk read over HTTPS, snapshot removed."""
+        settings = connection_settings(self._endpoint(request.endpoint), ctx)
+        return backup_vm(settings, request, sink, ctx)
 
     def restore(
         self, request: RestoreRequest, source: RestoreSource, ctx: PluginContext

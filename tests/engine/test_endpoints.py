@@ -287,3 +287,15 @@ def test_cli_test_failure_exits_1(tapir: Callable[..., Result], tmp_path: Path) 
     result = tapir("endpoint", "test", "vc")
     assert result.exit_code == 1
     assert "error: wrong user name or password" in result.stderr
+
+
+def test_a_job_names_its_endpoint_which_must_be_of_its_plugin(app: Appliance) -> None:
+    add(app)
+    app.create_pool("mem", "memdisk")
+    with pytest.raises(KeyError, match="no endpoint named 'nope'"):
+        app.create_job("j1", "fakehv", "mem", endpoint="nope")
+    with pytest.raises(ValueError, match="belongs to plugin 'fakehv', not 'fakefiles'"):
+        app.create_job("j2", "fakefiles", "mem", endpoint="vc")
+    assert app.jobs() == []
+    job = app.create_job("j3", "fakehv", "mem", endpoint="vc")
+    assert job.endpoint_id == app.endpoint("vc").id
