@@ -425,20 +425,10 @@ def backup_asset(
     request = BackupRequest(
         asset=asset, level=level, options=dict(job.options), endpoint=endpoint_info
     )
-    monitor.current_writer = writer
-    try:
+    with monitor.writing(writer):
         result = _call_plugin(env, plugin, asset, info, request, writer, ctx)
         monitor.check_canceled()
         manifest = writer.finish(jsonable(dict(result.metadata)), list(result.warnings))
-    except BaseException:
-        try:
-            writer.abort()
-        except Exception as exc:
-            log.warning("run %s: aborting the writer failed too: %s", run.id, exc)
-        raise
-    finally:
-        monitor.bytes_read_done += getattr(writer, "bytes_read", 0)
-        monitor.current_writer = None
     # The manifest is durable on the medium: now the point may enter the catalog.
     try:
         with env.catalog.session() as s:

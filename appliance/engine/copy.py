@@ -404,22 +404,12 @@ def copy_point(
         "source_job": source_job,
         "copied_at": utcnow().isoformat(),
     }
-    monitor.current_writer = writer
-    try:
+    with monitor.writing(writer):
         for item in reader.items():
             monitor.check_canceled()
             _copy_item(reader, writer, item)
         monitor.check_canceled()
         copied = writer.finish(metadata, inherited)
-    except BaseException:
-        try:
-            writer.abort()
-        except Exception as exc:
-            log.warning("run %s: aborting the writer failed too: %s", run.id, exc)
-        raise
-    finally:
-        monitor.bytes_read_done += getattr(writer, "bytes_read", 0)
-        monitor.current_writer = None
     try:
         with env.catalog.session() as s:
             other = _copy_of(s, target.id, src.asset_id, src.id)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..catalog.database import Catalog
@@ -117,6 +119,23 @@ class RunMonitor:
         """Bytes actually read from the sources (unchanged files and holes are not)."""
         writer = self.current_writer
         return self.bytes_read_done + (getattr(writer, "bytes_read", 0) if writer else 0)
+
+    @contextmanager
+    def writing(self, writer: Any) -> Iterator[Any]:
+        """Attach a recovery point writer for the block: its bytes read count in the run,
+        and it is aborted (nothing of it becomes visible) when the block raises."""
+        self.current_writer = writer
+        try:
+            yield writer
+        except BaseException:
+            try:
+                writer.abort()
+            except Exception as exc:
+                log.warning("run %s: aborting the writer failed too: %s", self.run_id, exc)
+            raise
+        finally:
+            self.bytes_read_done += getattr(writer, "bytes_read", 0)
+            self.current_writer = None
 
     def _persist(self, snap: ProgressSnapshot) -> None:
         self._heartbeat(snap)
