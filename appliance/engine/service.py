@@ -348,7 +348,7 @@ class Appliance:
         options: dict[str, Any] | None = None,
         max_concurrent_runs: int | None = None,
     ) -> Pool:
-        """Create a pool's medium and repository, then its catalog row."""
+        """Record a pool and create its medium and repository (no row is left on failure)."""
         pool = pools_mod.create_pool(
             self.env,
             name,
