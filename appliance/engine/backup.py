@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -39,6 +39,7 @@ from . import runs
 from .assets import jsonable, upsert_asset
 from .context import EngineContext
 from .monitor import RunMonitor
+from .points import point_row
 from .pools import open_repository
 from .progress import ProgressListener
 
@@ -432,22 +433,13 @@ def backup_asset(
     # The manifest is durable on the medium: now the point may enter the catalog.
     try:
         with env.catalog.session() as s:
-            rp = RecoveryPoint(
-                id=manifest.id,
+            rp = point_row(
+                manifest,
                 asset_id=asset_id,
                 job_id=job.id,
                 pool_id=pool.id,
                 run_id=run.id,
-                parent_id=manifest.parent,
-                kind=manifest.kind,
-                level=manifest.level,
                 plugin=plugin.name,
-                created_at=_parse_time(manifest.created_at),
-                items=manifest.items,
-                bytes_logical=manifest.bytes_logical,
-                bytes_new=manifest.bytes_new,
-                warnings=len(manifest.warnings),
-                meta=jsonable(dict(manifest.metadata)),
             )
             s.add(rp)
     except Exception:
@@ -507,8 +499,3 @@ def _thaw(
             return  # the backup's own error is the one to report
         # The data read while frozen is whole; keep the point and make the run warn.
         writer.warn(asset.name, f"thaw failed: {describe_error(exc)}")
-
-
-def _parse_time(text: str) -> datetime:
-    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=UTC)

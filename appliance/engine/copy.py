@@ -32,10 +32,10 @@ from ..plugin_api.errors import ChunkCorrupt, RunCanceled, TapirError
 from ..plugin_api.items import Extent, Item, ItemKind
 from ..plugin_api.roles import BackupLevel
 from . import runs
-from .assets import jsonable
 from .backup import RunOutcome, conduct_run, describe_error
 from .context import EngineContext
 from .monitor import RunMonitor
+from .points import parse_time, point_row
 from .pools import open_repository
 from .progress import ProgressListener
 
@@ -133,11 +133,6 @@ class _Candidate:
     created_at: datetime
 
 
-def _parse_time(text: str) -> datetime:
-    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
 def plan_copy(
     env: EngineContext,
     job: Job,
@@ -182,7 +177,7 @@ def plan_copy(
             continue
         copied.add(str(meta["copied_from"]))
         if bucket_of is not None and meta.get("source_created_at"):
-            when = _parse_time(str(meta["source_created_at"])).astimezone(tz)
+            when = parse_time(str(meta["source_created_at"])).astimezone(tz)
             covered.add((asset_id, str(meta.get("source_job") or ""), bucket_of(when)))
     oldest = now - timedelta(days=selection.max_age_days) if selection.max_age_days else None
     wanted_jobs = set(selection.jobs) if selection.jobs is not None else None
@@ -413,22 +408,13 @@ def copy_point(
     try:
         with env.catalog.session() as s:
             other = _copy_of(s, target.id, src.asset_id, src.id)
-            rp = RecoveryPoint(
-                id=copied.id,
+            rp = point_row(
+                copied,
                 asset_id=src.asset_id,
                 job_id=job.id,
                 pool_id=target.id,
                 run_id=run.id,
-                parent_id=copied.parent,
-                kind=copied.kind,
-                level=copied.level,
                 plugin=src.plugin,
-                created_at=_parse_time(copied.created_at),
-                items=copied.items,
-                bytes_logical=copied.bytes_logical,
-                bytes_new=copied.bytes_new,
-                warnings=len(copied.warnings),
-                meta=jsonable(dict(copied.metadata)),
             )
             if other is None:
                 s.add(rp)

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,9 @@ from ..datapath.repository import Repository, read_config
 from ..plugin_api.errors import TapirError
 from ..plugin_api.roles import BackupLevel, MediaPlugin, MediaStore
 from . import runs as runs_mod
-from .assets import jsonable, upsert_asset
+from .assets import upsert_asset
 from .context import EngineContext
+from .points import parse_time, point_row
 from .pools import MEDIUM_ID, pool_info, validate_name
 
 log = logging.getLogger(__name__)
@@ -349,7 +350,7 @@ def _take_in(
         return
     try:
         asset = _asset_of(manifest)
-        created_at = _parse_time(manifest.created_at)
+        created_at = parse_time(manifest.created_at)
         _check_point(manifest)
     except ValueError as exc:
         report.unreadable.append(RescanProblem(rp_id, f"manifest {rp_id}: {exc}"))
@@ -357,22 +358,13 @@ def _take_in(
     job_id = _job_for(manifest, asset["plugin"], jobs, report)
     with env.catalog.session() as s:
         asset_id = _asset_id(s, asset, created_at, report)
-        row = RecoveryPoint(
-            id=manifest.id,
+        row = point_row(
+            manifest,
             asset_id=asset_id,
             job_id=job_id,
             pool_id=pool.id,
             run_id=None,  # runs are the old appliance's history, not on the medium
-            parent_id=manifest.parent,
-            kind=manifest.kind,
-            level=manifest.level,
             plugin=asset["plugin"],
-            created_at=created_at,
-            items=manifest.items,
-            bytes_logical=manifest.bytes_logical,
-            bytes_new=manifest.bytes_new,
-            warnings=len(manifest.warnings),
-            meta=jsonable(dict(manifest.metadata)),
         )
         try:
             with s.begin_nested():
@@ -468,21 +460,13 @@ def _check_point(manifest: Manifest) -> None:
         raise ValueError("recovery point id longer than 64 characters")
 
 
-def _parse_time(text: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"created_at {text!r} is not an ISO 8601 time") from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
 def _made_at(rp: RecoveryPoint) -> datetime:
     """When the point was written: a copy keeps its source's creation time, so its own
     writing time is in its metadata."""
     copied_at = (rp.meta or {}).get("copied_at")
     if isinstance(copied_at, str):
         try:
-            return _parse_time(copied_at)
+            return parse_time(copied_at)
         except ValueError:
             pass
     return rp.created_at
