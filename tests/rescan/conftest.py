@@ -12,6 +12,7 @@ import pytest
 
 # tests/ is on sys.path: this folder is a package and tests/ is not (pytest's rootdir rule).
 from pg_server import create_database
+from trees import tree as tree  # re-exported for the tests here
 
 from tapir.appliance.config import Settings
 from tapir.appliance.engine.service import Appliance
@@ -64,18 +65,6 @@ def source(tmp_path: Path) -> Path:
     (root / "empty").write_bytes(b"")
     os.symlink("docs/report.txt", root / "link")
     return root
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    """Relative path -> content of every file below ``root`` (symlinks as their target)."""
-    out: dict[str, bytes] = {}
-    for p in sorted(root.rglob("*")):
-        rel = str(p.relative_to(root))
-        if p.is_symlink():
-            out[rel] = b"-> " + os.readlink(p).encode()
-        elif p.is_file():
-            out[rel] = p.read_bytes()
-    return out
 
 
 def restored_root(target: Path, source: Path) -> Path:

@@ -3,12 +3,13 @@ scratch volumes in the catalog, and source trees for the files plugin."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from trees import make_tree as make_tree  # re-exported for the tests here
+from trees import tree as tree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -81,29 +82,6 @@ def make_pool(app: Appliance) -> MakePool:
         return name
 
     return make
-
-
-def make_tree(root: Path, size: int, seed: int = 0) -> Path:
-    """A source tree: incompressible data of about ``size`` bytes, a text file, a link."""
-    (root / "docs").mkdir(parents=True, exist_ok=True)
-    (root / "docs/report.txt").write_bytes(f"numbers {seed}\n".encode() * 3000)
-    (root / "data.bin").write_bytes(os.urandom(size))
-    (root / "empty").write_bytes(b"")
-    if not (root / "link").is_symlink():
-        os.symlink("docs/report.txt", root / "link")
-    return root
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    """Relative path -> content of every file below ``root`` (symlinks as their target)."""
-    out: dict[str, bytes] = {}
-    for p in sorted(root.rglob("*")):
-        rel = str(p.relative_to(root))
-        if p.is_symlink():
-            out[rel] = b"-> " + os.readlink(p).encode()
-        elif p.is_file():
-            out[rel] = p.read_bytes()
-    return out
 
 
 def restored(app: Appliance, rp: str, target: Path, source: Path) -> dict[str, bytes]:

@@ -4,14 +4,15 @@ registered, and the ``tapir`` command line run in-process against that home."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trees
 from click.testing import CliRunner, Result
+from trees import tree as tree  # re-exported for the tests here
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -122,23 +123,5 @@ def make_tape_pool(
 
 
 def make_tree(root: Path, size: int, seed: int = 0) -> Path:
-    """A source tree: random data of ``size`` bytes, a text file, an empty file, a link."""
-    (root / "docs").mkdir(parents=True, exist_ok=True)
-    (root / "docs/report.txt").write_bytes(f"numbers {seed}\n".encode() * 2000)
-    (root / "data.bin").write_bytes(os.urandom(size))
-    (root / "empty").write_bytes(b"")
-    if not (root / "link").is_symlink():
-        os.symlink("docs/report.txt", root / "link")
-    return root
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    """Relative path -> content of every file below ``root`` (symlinks as their target)."""
-    out: dict[str, bytes] = {}
-    for p in sorted(root.rglob("*")):
-        rel = str(p.relative_to(root))
-        if p.is_symlink():
-            out[rel] = b"-> " + os.readlink(p).encode()
-        elif p.is_file():
-            out[rel] = p.read_bytes()
-    return out
+    """A source tree (see tests/trees.py) with a smaller text file, for small cartridges."""
+    return trees.make_tree(root, size, seed, text_repeat=2000)
