@@ -76,6 +76,11 @@ class EngineContext:
         if self.audit is not None:
             self.audit("secret.set", name, plugin=plugin)
 
+    def plugin_audit(self, plugin: str, action: str, target: str = "", **details: Any) -> None:
+        """An audit event from ``plugin``: its action is named ``<plugin>.<action>``."""
+        if self.audit is not None:
+            self.audit(f"{plugin}.{action}", target, **details)
+
     def plugin_context(
         self,
         plugin: str,
@@ -102,6 +107,7 @@ class EngineContext:
             check_canceled=check_canceled or (lambda: None),
             read_secret=self.read_secret,
             store_secret=functools.partial(self.store_plugin_secret, plugin),
+            audit=functools.partial(self.plugin_audit, plugin),
             state_dir=state_dir,
             # Volumes and devices are a media plugin's business only.
             volumes=CatalogVolumeRegistry(self.catalog, self.audit, plugin) if media else None,

@@ -102,6 +102,11 @@ class PluginContext:
     store_secret: Callable[[str, str], None] = field(
         default=lambda name, value: _no_secret_store(name)
     )
+    #: Records an audit event ``(action, target, **details)`` attributed to the acting
+    #: operator. The action is prefixed with ``<plugin name>.`` by the appliance, so a
+    #: plugin's events never pass for the core's. Use it for what an auditor asks about:
+    #: keys exported or imported, media overwritten on an operator's word.
+    audit: Callable[..., None] = lambda action, target="", **details: None
     #: A folder the plugin owns for caches and state; it survives restarts.
     state_dir: Path | None = None
     #: Catalog look-ups offered to plugins, by name (documented in docs/plugin-guide.md).

@@ -1,13 +1,22 @@
 """Hardware (drive) encryption of a tape pool: the pool option ``drive_encryption``.
 
-``off`` (the default) never talks to the drive about encryption. ``auto`` asks
+``off`` (the default) never talks to the drive about encryption, except to read
+a pool that holds a drive key (one imported to read a rebuilt pool's tapes). ``auto`` asks
 each drive whether it encrypts with AES-256-GCM under a key sent by the host
 (SECURITY PROTOCOL IN, tape data encryption protocol 20h: the In Support page
 and the Data Encryption Capabilities page) and, where it does, sends the pool's
 drive key after a cartridge is loaded (SECURITY PROTOCOL OUT, Set Data
 Encryption page) and clears it before the cartridge is unloaded; a drive that
 cannot is logged once per session and used without. ``required`` refuses to
-write through such a drive before anything is loaded or written.
+write or read through such a drive before anything is loaded.
+
+Labels are recorded in clear, as LTO practice and Proxmox Backup Server have
+it: the media label (tape file 0) and the media-set label (file 1) are written
+with encryption switched off for their writes (:func:`labels_in_clear`), so any
+drive identifies any cartridge (``tapir tape label``, mounting, the catalog
+rebuild) without a key. Everything after them (archives, catalogs) is written
+under the key; reading it needs the key loaded first, and the key is sent with
+MIXED decryption so that the clear labels read back through the same drive.
 
 The drive key is a random 256-bit secret of the tape plugin (never a pool key
 of the core, which a plugin never sees), sealed in the appliance's secret store
@@ -19,11 +28,17 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from tapir.appliance.plugin_api import DeviceInfo, PluginContext, TapirError
 from tapir.hardware import encryption
 from tapir.hardware.drive import TapeDrive
-from tapir.hardware.errors import HardwareError
+from tapir.hardware.errors import CommandFailed, HardwareError
+from tapir.hardware.sense import SenseKey
 from tapir.hardware.transport import TransportError
 
 MODES = ("off", "auto", "required")
@@ -37,6 +52,65 @@ class DriveEncryptionUnavailable(TapirError):
 
 class DriveKeyMissing(TapirError):
     """The pool encrypts in the drive but its drive key is not in the secret store."""
+
+
+#: The additional sense code of every tape data encryption error (SSC-4: 74h/xxh,
+#: e.g. 74h/01h UNABLE TO DECRYPT DATA, 74h/03h INCORRECT DATA ENCRYPTION KEY).
+_SECURITY_ASC = 0x74
+
+
+def is_decryption_error(exc: BaseException) -> bool:
+    """True when a drive refused to return a block because it cannot decrypt it."""
+    sense = exc.sense if isinstance(exc, CommandFailed) else None
+    return sense is not None and sense.key == SenseKey.DATA_PROTECT and sense.asc == _SECURITY_ASC
+
+
+def missing_key_message(
+    pool: str | None, barcode: str, exc: BaseException, *, key_loaded: bool = False
+) -> str:
+    """Why a cartridge's data did not read (its drive key is not loaded, or another key is),
+    and what to do."""
+    owner = f"pool {pool}" if pool else "its pool"
+    if key_loaded:
+        return (
+            f"{barcode}: the drive key of {owner} does not decrypt its data ({exc}); was "
+            f"the key replaced? import the key it was written with "
+            f"(tapir tape drive-key import {pool or 'POOL'} FILE)"
+        )
+    return (
+        f"{barcode}: the data after its labels is encrypted in the drive and the drive key "
+        f"of {owner} is not loaded ({exc}); import the key "
+        f"(tapir tape drive-key import {pool or 'POOL'} FILE) and try again"
+    )
+
+
+@dataclass(frozen=True)
+class _Sent:
+    key: bytes
+    index: int
+
+
+#: Drives (opened TapeDrive objects) that hold a pool's key now, with what was sent.
+_holding: weakref.WeakKeyDictionary[Any, _Sent] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def labels_in_clear(tape: Any) -> Iterator[None]:
+    """Write a label with the drive's encryption off, then send the key back.
+
+    A no-op for a drive that holds no key (never engaged, or not encryption-capable).
+    When the key cannot be sent back the error is raised: nothing more is written
+    in clear than the label.
+    """
+    sent = _holding.get(tape)
+    if sent is None:
+        yield
+        return
+    encryption.set_encryption(tape.transport, None)
+    try:
+        yield
+    finally:
+        encryption.set_encryption(tape.transport, sent.key, sent.index, read_mixed=True)
 
 
 def secret_name(pool: str) -> str:
@@ -114,6 +188,10 @@ class DriveCrypto:
     def __init__(self, ctx: PluginContext, pool: str, mode: str, *, writing: bool) -> None:
         if mode not in MODES:
             raise TapirError(f"drive_encryption must be one of {', '.join(MODES)}, not {mode!r}")
+        if mode == "off" and not writing and load_drive_key(ctx, pool) is not None:
+            # A pool attached after a catalog rebuild has the option's default; a key
+            # it holds says its tapes were written encrypted. MIXED reads clear ones too.
+            mode = "auto"
         self.ctx = ctx
         self.pool = pool
         self.mode = mode
@@ -150,17 +228,24 @@ class DriveCrypto:
 
     def _require(self, address: str) -> int | None:
         index = self._drives[address]
-        if index is None and self.mode == "required" and self.writing:
+        if index is None and self.mode == "required":
+            if self.writing:
+                raise DriveEncryptionUnavailable(
+                    f"pool {self.pool} requires drive encryption (drive_encryption=required) "
+                    f"but drive {address} cannot encrypt with AES-256-GCM; nothing was written"
+                )
+            # Its tapes were written encrypted: this drive would only return errors.
             raise DriveEncryptionUnavailable(
                 f"pool {self.pool} requires drive encryption (drive_encryption=required) "
-                f"but drive {address} cannot encrypt with AES-256-GCM; nothing was written"
+                f"but drive {address} cannot decrypt AES-256-GCM; nothing was read "
+                "(use a drive of the pool that can)"
             )
         return index
 
     def check(self, drive: DeviceInfo) -> None:
         """Ask the reserved drive (no cartridge needed) before anything is loaded.
 
-        Raises DriveEncryptionUnavailable for ``required`` when writing.
+        Raises DriveEncryptionUnavailable for ``required`` (writing and reading).
         """
         if not self.enabled:
             return
@@ -198,6 +283,7 @@ class DriveCrypto:
             self._require(address)
             return False
         self.engaged.add(address)
+        _holding[tape] = _Sent(self._key, index)
         return True
 
     def release(self, tape: TapeDrive, drive: DeviceInfo) -> None:
@@ -205,6 +291,7 @@ class DriveCrypto:
         address = drive.name
         if address not in self.engaged:
             return
+        _holding.pop(tape, None)
         try:
             encryption.set_encryption(tape.transport, None)
             self.engaged.discard(address)

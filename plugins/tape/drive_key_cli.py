@@ -47,7 +47,8 @@ def register_drive_key(tape: click.Group, tape_ctx: Callable[[], PluginContext])
     @_passphrase_option(confirm=True)
     def export_cmd(pool: str, out: Path, passphrase: str) -> None:
         """Write POOL's drive key, sealed under a passphrase, to a new file OUT."""
-        key = load_drive_key(tape_ctx(), pool)
+        ctx = tape_ctx()
+        key = load_drive_key(ctx, pool)
         if key is None:
             raise TapirError(f"pool {pool!r} has no drive key (drive_encryption is off?)")
         data = seal_key(pool, key, passphrase)
@@ -60,6 +61,7 @@ def register_drive_key(tape: click.Group, tape_ctx: Callable[[], PluginContext])
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        ctx.audit("drive-key.export", pool, fingerprint=fingerprint(key), file=str(out))
         click.echo(f"{pool}: drive key {fingerprint(key)} written to {out}")
 
     @drive_key.command("import")
@@ -82,4 +84,5 @@ def register_drive_key(tape: click.Group, tape_ctx: Callable[[], PluginContext])
                 "tapes written with it would become unreadable: nothing was changed"
             )
         store_drive_key(ctx, pool, found.key)
+        ctx.audit("drive-key.import", pool, fingerprint=found.fingerprint, file=str(file))
         click.echo(f"{pool}: drive key {found.fingerprint} imported")

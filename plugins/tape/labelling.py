@@ -189,13 +189,17 @@ def _judge_and_write(
     force: bool,
     block_size: int,
 ) -> LabelOutcome:
-    from .labels import read_media_label, write_media_label
+    from .drive_crypto import is_decryption_error
+    from .labels import ForeignTape, read_media_label, write_media_label
 
     volumes = registry(ctx)
     try:
         on_tape: TapeLabel = read_media_label(drive, block_size)
     except (TapirError, HardwareError) as exc:
         on_tape = exc
+        if is_decryption_error(exc):
+            # Tapir writes labels in clear: an encrypted file 0 is another program's.
+            on_tape = ForeignTape(f"its first tape file is encrypted in the drive ({exc})")
     row = volumes.get(row.label) or row  # mount updated the location
     verdict = judge(row, on_tape, pool)
     forced = False

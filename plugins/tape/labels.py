@@ -2,6 +2,8 @@
 
 Tape file 0 of every Tapir volume is its media label (barcode, cartridge UUID,
 pool, block size); file 1 is the media-set label once the volume joins a set.
+Both are always written in clear, also on a drive-encrypted pool (see
+:mod:`.drive_crypto`).
 Before anything is written, the label read from the tape is compared with the
 barcode and the catalog's record of the volume (``check_writable``): a tape
 that is not scratch, or expired/recyclable, of this pool is never overwritten.
@@ -16,6 +18,7 @@ from tapir.appliance.plugin_api import TapirError, VolumeInfo
 from tapir.hardware.errors import EndOfData
 
 from .blockio import DriveLike, EmptyFile, TapeFileReader, TapeFileWriter, locate
+from .drive_crypto import labels_in_clear
 from .format import (
     DEFAULT_BLOCK_SIZE,
     MediaLabel,
@@ -90,7 +93,8 @@ def write_media_label(
     uuid = volume.uuid or new_uuid()
     label = MediaLabel(None, None, volume.label, uuid, pool, utc_now(), block_size)
     drive.rewind()
-    TapeFileWriter(drive, label, block_size).close()
+    with labels_in_clear(drive):  # any drive identifies the cartridge, key or not
+        TapeFileWriter(drive, label, block_size).close()
     return dataclasses.replace(
         volume,
         uuid=uuid,
@@ -122,7 +126,8 @@ def write_media_set_label(
         media_set, seq, label.volume, pool, set_created_at, key_fingerprint, utc_now()
     )
     locate(drive, 1, block_size)
-    TapeFileWriter(drive, header, block_size).close()
+    with labels_in_clear(drive):  # the rebuild reads it before it knows the key
+        TapeFileWriter(drive, header, block_size).close()
     return header
 
 

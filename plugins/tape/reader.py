@@ -25,10 +25,10 @@ from tapir.appliance.plugin_api import (
 )
 from tapir.hardware.cdb import SpaceCode
 from tapir.hardware.drive import TapeDrive
-from tapir.hardware.errors import EndOfData, FilemarkReached, WriteProtected
+from tapir.hardware.errors import EndOfData, FilemarkReached, HardwareError, WriteProtected
 
 from .blockio import locate
-from .drive_crypto import DriveCrypto
+from .drive_crypto import DriveCrypto, DriveKeyMissing, is_decryption_error, missing_key_message
 from .format import BadBlock, BadEntry, Block, TapeFormatError, decode_block, payload_capacity
 from .format.entries import ChunkEntry, read_chunk_entry
 from .labels import read_media_label
@@ -152,6 +152,18 @@ class TapeReader:
     def read_chunk(self, barcode: str, file: int, offset: int) -> ChunkEntry:
         """The chunk entry starting at ``offset`` of tape file ``file`` on ``barcode``."""
         self._mount(barcode)
+        try:
+            return self._read_entry(file, offset)
+        except HardwareError as exc:
+            if not is_decryption_error(exc):
+                raise
+            crypto, lease = self.crypto, self.lease
+            pool = crypto.pool if crypto is not None else None
+            loaded = crypto is not None and lease is not None and lease.drive.name in crypto.engaged
+            message = missing_key_message(pool, barcode, exc, key_loaded=loaded)
+            raise DriveKeyMissing(message) from exc
+
+    def _read_entry(self, file: int, offset: int) -> ChunkEntry:
         cap = payload_capacity(self.block_size)
         self._seek(file, offset, cap)
         pos = offset - self._buf_start
@@ -213,6 +225,9 @@ class TapeReader:
             return
         if self.lease is None:
             self.lease = reserve_drive(self.ctx, self.drives, purpose=self.purpose, wait=self.wait)
+        if self.crypto is not None:
+            # drive_encryption=required: a drive that cannot decrypt loads nothing.
+            self.crypto.check(self.lease.drive)
         self._stop_reading_ahead()
         if self.tape is not None:
             if self.crypto is not None:

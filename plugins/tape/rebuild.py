@@ -11,6 +11,12 @@ back into the catalog.
 
 Cartridges out of the library are not read: import every cartridge of the pool
 first, because the rebuilt index replaces the old one and knows only what was read.
+
+A drive-encrypted pool's labels are in clear; its catalog and archives are not.
+Before reading past a cartridge's labels the rebuild sends the drive key of the
+pool the media-set label names, taken from the secret store (where ``tapir tape
+drive-key import`` puts it). Without it the cartridge is reported unreadable,
+naming the missing key and the command that brings it back.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from tapir.appliance.plugin_api import DeviceInfo, PluginContext, TapirError, Vo
 from tapir.hardware.errors import HardwareError
 
 from .blockio import open_file, read_volume_catalog
+from .drive_crypto import DriveCrypto, is_decryption_error, load_drive_key, missing_key_message
 from .format import (
     DEFAULT_BLOCK_SIZE,
     FileKind,
@@ -168,13 +175,14 @@ def rebuild_catalog(
                 "run 'tapir tape import' and rebuild again"
             )
         with reserve_drive(ctx, drives, purpose="catalog rebuild") as lease:
+            keys = DriveKeys(ctx, lease.drive)
             for el in wanted:
                 if el.cleaning:
                     continue
                 assert el.barcode is not None
                 ctx.check_canceled()
                 ctx.progress.advance(current=f"reading {el.barcode}")
-                reads.append(_read_tape(ctx, library, lease.drive, el.barcode, el.name, pool))
+                reads.append(_read_tape(ctx, library, lease.drive, el.barcode, el.name, pool, keys))
     finally:
         library.close()
     for r in reads:
@@ -225,6 +233,41 @@ def _message(exc: BaseException) -> str:
     return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
 
 
+class DriveKeys:
+    """The drive keys a rebuild sends: a pool's key from the secret store, if it has one."""
+
+    def __init__(self, ctx: PluginContext, device: DeviceInfo) -> None:
+        self.ctx = ctx
+        self.device = device
+        self._cryptos: dict[str, DriveCrypto | None] = {}
+        #: The pool whose key the drive holds for the cartridge being read.
+        self.engaged: DriveCrypto | None = None
+
+    def engage(self, tape: Any, pool: str) -> None:
+        """Send ``pool``'s key to the drive if the pool has one and the drive can use it."""
+        if pool not in self._cryptos:
+            # The pool may not be in the catalog (yet): its key alone says it was encrypted.
+            has_key = load_drive_key(self.ctx, pool) is not None
+            crypto = DriveCrypto(self.ctx, pool, "auto", writing=False) if has_key else None
+            self._cryptos[pool] = crypto
+        crypto = self._cryptos[pool]
+        if crypto is not None and crypto.engage(tape, self.device):
+            self.engaged = crypto
+
+    def release(self, tape: Any) -> None:
+        """Clear the key from the drive before the cartridge is unloaded."""
+        crypto, self.engaged = self.engaged, None
+        if crypto is not None:
+            crypto.release(tape, self.device)
+
+
+def _problem(exc: BaseException, read: TapeRead, keys: DriveKeys) -> str:
+    if not is_decryption_error(exc):
+        return str(exc)
+    pool = read.set_label.pool if read.set_label else None
+    return missing_key_message(pool, read.barcode, exc, key_loaded=keys.engaged is not None)
+
+
 def _read_tape(
     ctx: PluginContext,
     library: Any,
@@ -232,6 +275,7 @@ def _read_tape(
     barcode: str,
     where: str,
     pool: str | None,
+    keys: DriveKeys,
 ) -> TapeRead:
     read = TapeRead(barcode=barcode, location=where)
     try:
@@ -241,11 +285,12 @@ def _read_tape(
         return read
     read.location = where
     try:
-        _read_labels_and_catalog(tape, read, pool)
+        _read_labels_and_catalog(tape, read, pool, keys)
     except (TapirError, HardwareError) as exc:
-        read.status, read.problem = "unreadable", str(exc)
+        read.status, read.problem = "unreadable", _problem(exc, read, keys)
     finally:
         try:
+            keys.release(tape)
             library.unmount(device, tape)
         finally:
             tape.close()
@@ -253,7 +298,7 @@ def _read_tape(
     return read
 
 
-def _read_labels_and_catalog(tape: Any, read: TapeRead, pool: str | None) -> None:
+def _read_labels_and_catalog(tape: Any, read: TapeRead, pool: str | None, keys: DriveKeys) -> None:
     try:
         label = read_media_label(tape, DEFAULT_BLOCK_SIZE)
     except ForeignTape as exc:
@@ -278,6 +323,7 @@ def _read_labels_and_catalog(tape: Any, read: TapeRead, pool: str | None) -> Non
     read.status = "media set"
     if read.set_label.volume != label.volume:
         raise TapeFormatError("the media-set label names another cartridge than the media label")
+    keys.engage(tape, read.set_label.pool)  # the labels are clear, what follows may not be
     catalog, _files = read_volume_catalog(tape, block_size)
     if catalog.header.volume != label.volume:
         raise TapeFormatError("the catalog names another cartridge than the media label")

@@ -6,14 +6,26 @@ The double decodes the pages it receives from the byte layouts of SSC-4
 ("Tape Data Encryption security protocol": Set Data Encryption page) on its own,
 so that the code under test is checked against the specification, not against
 itself.
+
+Like a real drive it encrypts what it writes while it holds a key: the block
+goes to tgt as AES-CTR ciphertext (same length), and the library-wide
+:class:`Media` remembers which blocks are encrypted under which key (a real
+drive records that in the block itself). Reading such a block back needs the
+same key in the drive: without a key the double answers DATA PROTECT, UNABLE
+TO DECRYPT DATA (74h/01h), with another key INCORRECT DATA ENCRYPTION KEY
+(74h/03h), as SSC-4 says; a drive without the double (tgt alone) returns the
+ciphertext, which no Tapir block decoder accepts.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 # The fixtures of the tape tests: a real tgt library and an appliance on it.
 from tape.conftest import (  # noqa: F401
@@ -103,12 +115,39 @@ class DriveState:
     data_ops: list[tuple[str, bytes | None]] = field(default_factory=list)
 
 
+def _keystream_xor(key: bytes, data: bytes) -> bytes:
+    # CTR is its own inverse: one function encrypts and decrypts.
+    nonce = hashlib.sha256(b"tape-crypto-double" + key).digest()[:16]
+    ctx = Cipher(algorithms.AES(key), modes.CTR(nonce)).encryptor()
+    return ctx.update(data) + ctx.finalize()
+
+
+@dataclass
+class Media:
+    """What the cartridges of the library hold encrypted: ciphertext digest -> key."""
+
+    encrypted: dict[bytes, bytes] = field(default_factory=dict)
+    #: Blocks written in clear and under a key, counted (tests read both).
+    clear_blocks: int = 0
+    encrypted_blocks: int = 0
+
+    def seal(self, key: bytes, block: bytes) -> bytes:
+        sealed = _keystream_xor(key, block)
+        self.encrypted[hashlib.sha256(sealed).digest()] = key
+        self.encrypted_blocks += 1
+        return sealed
+
+    def key_of(self, block: bytes) -> bytes | None:
+        return self.encrypted.get(hashlib.sha256(block).digest())
+
+
 class EncryptingDrive(Transport):
     """An AES-256-GCM capable drive's security protocol in front of a real tgt drive."""
 
-    def __init__(self, inner: Transport, state: DriveState) -> None:
+    def __init__(self, inner: Transport, state: DriveState, media: Media | None = None) -> None:
         self.inner = inner
         self.state = state
+        self.media = media if media is not None else Media()
         self.kind = inner.kind
         self.address = inner.address
 
@@ -147,7 +186,41 @@ class EncryptingDrive(Transport):
         name = WRITE_OPS.get(op) or READ_OPS.get(op)
         if name is not None:
             self.state.data_ops.append((name, self.state.key))
-        return self.inner.execute(cdb, data_out=data_out, data_in=data_in, timeout=timeout)
+        if op == 0x0A and data_out:
+            data_out = self._write_data(cdb, bytes(data_out))
+        res = self.inner.execute(cdb, data_out=data_out, data_in=data_in, timeout=timeout)
+        if op == 0x08 and res.data:
+            return self._read_data(cdb, res)
+        return res
+
+    def _write_data(self, cdb: bytes, data: bytes) -> bytes:
+        count = int.from_bytes(cdb[2:5], "big")
+        size = len(data) // count if cdb[1] & 0x01 and count else len(data)
+        blocks = [data[at : at + size] for at in range(0, len(data), size)]
+        key = self.state.key
+        if key is None:
+            self.media.clear_blocks += len(blocks)
+            return data
+        return b"".join(self.media.seal(key, block) for block in blocks)
+
+    def _read_data(self, cdb: bytes, res: Result) -> Result:
+        data = bytes(res.data)
+        if res.status != Status.GOOD:
+            # A short variable block (ILI): its length is what was asked less the residue.
+            info = res.sense.information if res.sense is not None else None
+            if info is None or info < 0:
+                return res
+            data = data[: int.from_bytes(cdb[2:5], "big") - info]
+        key = self.media.key_of(data)
+        if key is None:
+            return res
+        if self.state.key != key:
+            # DATA PROTECT; 74h/01h UNABLE TO DECRYPT DATA, 74h/03h INCORRECT KEY.
+            ascq = 0x01 if self.state.key is None else 0x03
+            raw = bytes([0x70, 0, 0x07, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x74, ascq]) + bytes(4)
+            return Result(Status.CHECK_CONDITION, sense=decode_sense(raw), cdb=cdb)
+        plain = _keystream_xor(key, data)
+        return dataclasses.replace(res, data=plain + bytes(res.data)[len(plain) :])
 
     @staticmethod
     def _illegal(cdb: bytes) -> Result:
@@ -160,14 +233,22 @@ class EncryptingDrive(Transport):
 
 
 @pytest.fixture
-def capable_drives(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, DriveState]]:
+def media() -> Media:
+    """The encrypted blocks of the library's cartridges (shared by every drive)."""
+    return Media()
+
+
+@pytest.fixture
+def capable_drives(
+    monkeypatch: pytest.MonkeyPatch, media: Media
+) -> Iterator[dict[str, DriveState]]:
     """Every drive opened through TapeDrive.open speaks tape data encryption; the
     states by drive address."""
     states: dict[str, DriveState] = {}
     real = drive_module.open_transport
 
     def wrapped(address: str) -> Transport:
-        return EncryptingDrive(real(address), states.setdefault(address, DriveState()))
+        return EncryptingDrive(real(address), states.setdefault(address, DriveState()), media)
 
     monkeypatch.setattr(drive_module, "open_transport", wrapped)
     yield states

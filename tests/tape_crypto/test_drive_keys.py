@@ -125,6 +125,16 @@ def test_export_import_between_appliances(
     res = tapir(site_b, ["tape", "drive-key", "import", "vault", str(out)], f"{PASS}\n")
     assert res.exit_code == 0, res.output
     assert load_drive_key(site_b.plugin_context("tape"), "vault") == key
+    # The import is in the audit log (the secret store audits every plugin secret it seals).
+    assert [e.action for e in site_b.audit_events() if e.target == "tape.drive-key.vault"] == [
+        "secret.set"
+    ]
+    [imported] = [e for e in site_b.audit_events() if e.action == "tape.drive-key.import"]
+    assert imported.target == "vault" and imported.details["fingerprint"] == fingerprint(key)
+    # The export, on the appliance it left, too.
+    [exported] = [e for e in site_a.audit_events() if e.action == "tape.drive-key.export"]
+    assert exported.target == "vault" and exported.details["fingerprint"] == fingerprint(key)
+    assert exported.details["file"] == str(out)
     res = tapir(site_b, ["tape", "drive-key", "show", "vault"])
     assert res.output.strip() == f"vault: drive key {fingerprint(key)}"
     res = tapir(site_b, ["tape", "drive-key", "import", "vault", str(out)], f"{PASS}\n")
