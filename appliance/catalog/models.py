@@ -68,6 +68,10 @@ class RunState:
     FINISHED = (SUCCEEDED, WARNING, FAILED, CANCELED)
 
 
+#: Seconds between two scheduled discoveries of an endpoint unless the operator says otherwise.
+DEFAULT_DISCOVERY_INTERVAL = 3600
+
+
 class Endpoint(Base):
     """A registered source of assets: a vCenter, a XenServer pool, a database server, a host."""
 
@@ -80,6 +84,14 @@ class Endpoint(Base):
     secret_name: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_discovery_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Seconds between scheduled discoveries; 0 turns scheduled discovery off.
+    discovery_interval: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_DISCOVERY_INTERVAL, server_default=str(DEFAULT_DISCOVERY_INTERVAL)
+    )
+    #: When the scheduler discovers next (None: at its next tick).
+    next_discovery_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Why the last discovery failed; None after a successful one.
+    last_discovery_error: Mapped[str | None] = mapped_column(Text)
     assets: Mapped[list[Asset]] = relationship(back_populates="endpoint")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ..catalog.models import Endpoint
+from ..engine.discovery import format_interval, parse_interval
 from .options import parse_options
 from .output import format_time, print_fields, print_json, print_table
 from .state import CliState, pass_state
@@ -44,7 +45,20 @@ def _record(row: Endpoint) -> dict[str, Any]:
         "has_password": row.secret_name is not None,
         "created_at": row.created_at,
         "last_discovery_at": row.last_discovery_at,
+        "discovery_interval": row.discovery_interval,
+        "next_discovery_at": row.next_discovery_at if row.discovery_interval else None,
+        "last_discovery_error": row.last_discovery_error,
     }
+
+
+def _interval(text: str | None) -> int | None:
+    try:
+        return None if text is None else parse_interval(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--discovery-interval") from None
+
+
+_INTERVAL_HELP = "How often 'tapir serve' discovers it: 30m, 1h (default), 1d or off."
 
 
 @click.group()
@@ -70,6 +84,7 @@ def endpoint() -> None:
     help="Verify the TLS certificate (prefer --fingerprint to turning this off).",
 )
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Plugin option.")
+@click.option("--discovery-interval", "discovery_interval", metavar="DURATION", help=_INTERVAL_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
 def endpoint_add(
@@ -82,9 +97,11 @@ def endpoint_add(
     fingerprint: str | None,
     verify_tls: bool,
     options: tuple[str, ...],
+    discovery_interval: str | None,
     as_json: bool,
 ) -> None:
     """Register the endpoint NAME (nothing is stored when the input is refused)."""
+    interval = _interval(discovery_interval)
     source = state.registry.source_plugin(plugin)
     opts = parse_options(options, source.endpoint_options())
     if user is not None:
@@ -94,8 +111,9 @@ def endpoint_add(
     if not verify_tls:
         opts["verify_tls"] = False
     password = read_password(password_file) if password_file is not None else None
+    extra = {} if interval is None else {"discovery_interval": interval}
     row = state.appliance().register_endpoint(
-        name, plugin, address, options=opts, password=password
+        name, plugin, address, options=opts, password=password, **extra
     )
     if as_json:
         print_json(_record(row))
@@ -113,10 +131,39 @@ def endpoint_list(state: CliState, as_json: bool) -> None:
         print_json([_record(r) for r in rows])
         return
     print_table(
-        ["name", "plugin", "address", "last discovery"],
-        [(r.name, r.plugin, r.address, format_time(r.last_discovery_at)) for r in rows],
+        ["name", "plugin", "address", "last discovery", "every", "next", "last error"],
+        [
+            (
+                r.name,
+                r.plugin,
+                r.address,
+                format_time(r.last_discovery_at),
+                format_interval(r.discovery_interval),
+                format_time(r.next_discovery_at) if r.discovery_interval else "-",
+                r.last_discovery_error or "",
+            )
+            for r in rows
+        ],
         empty="no endpoints",
     )
+
+
+@endpoint.command("set")
+@click.argument("name")
+@click.option("--discovery-interval", "discovery_interval", metavar="DURATION", help=_INTERVAL_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def endpoint_set(state: CliState, name: str, discovery_interval: str | None, as_json: bool) -> None:
+    """Change the endpoint NAME's settings."""
+    interval = _interval(discovery_interval)
+    if interval is None:
+        raise click.UsageError("nothing to change: give --discovery-interval")
+    row = state.appliance().set_discovery_interval(name, interval)
+    if as_json:
+        print_json(_record(row))
+    else:
+        when = f"every {format_interval(interval)}" if interval else "on demand only"
+        click.echo(f"endpoint {name}: discovered {when}")
 
 
 @endpoint.command("test")

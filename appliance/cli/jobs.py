@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ..catalog.models import Run, RunState
+from ..engine.selection import RULE_KINDS, RuleSet, is_rule_text, parse_rule
 from ..plugin_api.context import OptionSpec
 from .options import parse_options
 from .output import (
@@ -44,11 +45,29 @@ def job() -> None:
 @click.option("--pool", required=True, help="Pool the backups (or copies) go to.")
 @click.option("--path", "paths", multiple=True, metavar="P", help="Path to back up (repeat).")
 @click.option("--include", multiple=True, metavar="GLOB", help="Only paths matching (repeat).")
-@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip paths matching (repeat).")
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="RULE|GLOB",
+    help="Leave out assets matching a rule (KIND=VALUE) or paths matching a glob (repeat).",
+)
 @click.option("--schedule", metavar="CRON", help="Cron expression, e.g. '0 2 * * *'.")
 @click.option("--retention", metavar="POLICY", help="Retention policy name.")
 @click.option("--endpoint", metavar="NAME", help="Registered endpoint (vCenter...) to back up.")
 @click.option("--asset", "assets", multiple=True, metavar="NAME", help="Only this asset (repeat).")
+@click.option(
+    "--rule",
+    "rules",
+    multiple=True,
+    metavar="KIND=VALUE",
+    help="Select assets matching this rule, e.g. folder=/DC0/vm/prod or name=web-* (repeat).",
+)
+@click.option(
+    "--discover/--no-discover",
+    default=True,
+    show_default=True,
+    help="Rediscover the endpoint before each run selects its assets by rule.",
+)
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Plugin option.")
 @click.option(
     "--source-job", "source_jobs", multiple=True, metavar="JOB", help="Copy only JOB's points."
@@ -69,6 +88,8 @@ def job_create(
     retention: str | None,
     endpoint: str | None,
     assets: tuple[str, ...],
+    rules: tuple[str, ...],
+    discover: bool,
     options: tuple[str, ...],
     source_jobs: tuple[str, ...],
     max_age: int | None,
@@ -80,6 +101,12 @@ def job_create(
     options ``paths``, ``include`` and ``exclude`` (lists); --option sets any other
     option the plugin declares. --endpoint names the registered endpoint (a vCenter)
     whose assets the job protects, --asset limits it to the named assets.
+
+    Selection rules pick the assets at every run instead: --rule KIND=VALUE includes
+    the assets it matches (any rule), --exclude KIND=VALUE takes assets out (exclude
+    wins). Kinds: folder, resource_pool, datacenter, cluster, host, tag, name,
+    power_state, template, asset. An --exclude that is no rule is a path glob.
+    See 'tapir job rules' and 'tapir job preview'.
 
     A copy job copies the recovery points of the pool --copy-from into --pool: all of
     them, or those of each --source-job, younger than --max-age days, one per --tier
@@ -95,6 +122,7 @@ def job_create(
             "--option": options,
             "--endpoint": (endpoint,) if endpoint else (),
             "--asset": assets,
+            "--rule": rules,
         }
         given = [flag for flag, values in backup_only.items() if values]
         if given:
@@ -114,7 +142,21 @@ def job_create(
     assert plugin is not None
     if source_jobs or max_age is not None or tier is not None:
         raise click.UsageError("--source-job, --max-age and --tier describe a copy job")
-    opts = parse_options(options, _job_specs(state, plugin))
+    specs = _job_specs(state, plugin)
+    opts = parse_options(options, specs)
+    exclude_rules = tuple(e for e in exclude if is_rule_text(e))
+    exclude = tuple(e for e in exclude if e not in exclude_rules)
+    if exclude and not any(spec.name == "exclude" for spec in specs):
+        raise click.UsageError(
+            f"--exclude {exclude[0]!r} is no selection rule (KIND=VALUE with KIND one of "
+            f"{', '.join(k for k in RULE_KINDS if k != 'all')})"
+        )
+    selection: dict[str, Any] | None = None
+    if rules or exclude_rules:
+        include = [*rules, *(f"asset={a}" for a in assets)]
+        selection = RuleSet.parse(include, exclude_rules, discover).as_selection()
+    elif assets:
+        selection = {"assets": list(assets)}
     # Relative paths mean the operator's working folder; the job runs elsewhere later.
     absolute = tuple(os.path.abspath(p) for p in paths)
     for key, values in (("paths", absolute), ("include", include), ("exclude", exclude)):
@@ -130,9 +172,108 @@ def job_create(
         schedule=schedule,
         retention=retention,
         endpoint=endpoint,
-        selection={"assets": list(assets)} if assets else None,
+        selection=selection,
     )
     click.echo(f"created job {created.name} ({created.plugin} -> {pool})")
+
+
+_RULES_HELP = (
+    "Show job NAME's selection rules, or change them.\n\n"
+    "A run backs up every asset an include rule (--rule) matches unless an exclude rule "
+    "matches it too. Matching ignores case (except asset=). Kinds and their values:\n\n\b\n"
+    + "\n".join(f"{kind:<14} {meaning}" for kind, meaning in RULE_KINDS.items())
+)
+
+
+def _rules_record(rules: RuleSet | None) -> dict[str, Any]:
+    if rules is None:
+        return {"include": [], "exclude": [], "discover": None}
+    return rules.as_selection()
+
+
+@job.command("rules", help=_RULES_HELP)
+@click.argument("name")
+@click.option("--rule", "add", multiple=True, metavar="KIND=VALUE", help="Add an include rule.")
+@click.option(
+    "--exclude", "add_exclude", multiple=True, metavar="KIND=VALUE", help="Add an exclude rule."
+)
+@click.option("--remove", multiple=True, metavar="KIND=VALUE", help="Remove a rule.")
+@click.option("--clear", is_flag=True, help="Remove every rule first.")
+@click.option(
+    "--discover/--no-discover",
+    default=None,
+    help="Rediscover the endpoint before each run selects (default: unchanged).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def job_rules(
+    state: CliState,
+    name: str,
+    add: tuple[str, ...],
+    add_exclude: tuple[str, ...],
+    remove: tuple[str, ...],
+    clear: bool,
+    discover: bool | None,
+    as_json: bool,
+) -> None:
+    app = state.appliance()
+    current = app.job_rules(name)
+    if add or add_exclude or remove or clear or discover is not None:
+        include = [] if clear or current is None else [str(r) for r in current.include]
+        exclude = [] if clear or current is None else [str(r) for r in current.exclude]
+        gone = {str(parse_rule(r)) for r in remove}
+        missing = gone - set(include) - set(exclude)
+        if missing:
+            raise click.UsageError(f"job {name} has no rule {', '.join(sorted(missing))}")
+        include = [r for r in include if r not in gone] + [str(parse_rule(r)) for r in add]
+        exclude = [r for r in exclude if r not in gone] + [str(parse_rule(r)) for r in add_exclude]
+        current = app.set_job_rules(name, include, exclude, discover=discover)
+    record = _rules_record(current)
+    if as_json:
+        print_json({"job": name, **record})
+        return
+    if current is None:
+        click.echo(f"job {name} has no selection rules (it backs up its listed or all assets)")
+        return
+    rows = [["include", str(r)] for r in current.effective_include]
+    rows += [["exclude", str(r)] for r in current.exclude]
+    print_table(["effect", "rule"], rows)
+    click.echo(f"rediscover the endpoint before each run: {'yes' if current.discover else 'no'}")
+
+
+@job.command("preview")
+@click.argument("name")
+@click.option("--discover", is_flag=True, help="Rediscover the endpoint first.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def job_preview(state: CliState, name: str, discover: bool, as_json: bool) -> None:
+    """List the assets a run of job NAME would back up now, with the rule that matched
+    each, and the assets an exclude rule takes out."""
+    sel = state.appliance().preview_selection(name, discover=discover)
+    records = sel.as_records()
+    if as_json:
+        print_json(
+            {
+                "job": name,
+                "assets": records,
+                "unmatched_rules": [str(r) for r in sel.unmatched],
+                "discovery_error": sel.discovery_error,
+            }
+        )
+        return
+    print_table(
+        ["asset", "", "rule"],
+        [
+            [r["name"], "selected" if r["selected"] else "excluded", r["excluded_by"] or r["rule"]]
+            for r in records
+        ],
+        empty="no asset matches the rules (has the endpoint been discovered?)",
+    )
+    click.echo(f"{len(sel.selected)} selected, {len(sel.excluded)} excluded")
+    for rule in sel.unmatched:
+        click.echo(f"warning: rule {rule} matches no present asset", err=True)
+    if sel.discovery_error:
+        click.echo(f"warning: discovery failed: {sel.discovery_error}", err=True)
 
 
 @job.command("list")
@@ -163,9 +304,14 @@ def job_list(state: CliState, as_json: bool) -> None:
 
 
 def _what(record: dict[str, Any]) -> str:
-    """The plugin of a backup job; "copy from POOL" (and its filters) for a copy job."""
+    """The plugin of a backup job (and how many selection rules it has); "copy from POOL"
+    (and its filters) for a copy job."""
     if record.get("kind") != "copy":
-        return str(record["plugin"])
+        sel = record.get("selection") or {}
+        count = len(sel.get("include") or ()) + len(sel.get("exclude") or ())
+        return (
+            f"{record['plugin']}, {count} rule{'s' * (count != 1)}" if count else record["plugin"]
+        )
     sel = record.get("selection") or {}
     parts = [f"copy from {sel.get('source_pool', '?')}"]
     if sel.get("jobs"):

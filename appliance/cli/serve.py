@@ -43,7 +43,11 @@ def _service_logging() -> None:
     help="Worker threads executing queued runs (0: none).",
 )
 @click.option("--web/--no-web", default=True, help="Run the web panel.")
-@click.option("--scheduler/--no-scheduler", default=True, help="Run the scheduler.")
+@click.option(
+    "--scheduler/--no-scheduler",
+    default=True,
+    help="Run the scheduler (job schedules and endpoint discovery).",
+)
 @click.option(
     "--stop-timeout",
     type=click.FloatRange(min=0),

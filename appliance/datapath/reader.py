@@ -58,6 +58,7 @@ class RecoveryPointReader:
         self.repo = repo
         self.manifest = manifest if isinstance(manifest, Manifest) else repo.read_manifest(manifest)
         self.recovery_point_id = self.manifest.id
+        self.metadata = self.manifest.metadata
         self.cache_chunks = cache_chunks
 
     def items(self, paths: Iterable[bytes] | None = None) -> Iterator[Item]:

@@ -42,6 +42,8 @@ from .monitor import RunMonitor
 from .points import point_row
 from .pools import open_repository
 from .progress import ProgressListener
+from .rule_assets import select_by_rules
+from .selection import RuleSet
 
 log = logging.getLogger(__name__)
 
@@ -274,9 +276,15 @@ def _backup_job(
         if endpoint
         else None
     )
-    assets = resolve_assets(env, plugin, job, endpoint, endpoint_info, ctx)
-    if not assets:
-        raise TapirError(f"job {job.name}: no asset to back up (discovery found nothing)")
+    rules = RuleSet.from_selection(job.selection)
+    if rules is not None:
+        assets = _select_by_rules(env, run, job, rules, endpoint, plugin, ctx, outcome)
+        if not assets:
+            return
+    else:
+        assets = resolve_assets(env, plugin, job, endpoint, endpoint_info, ctx)
+        if not assets:
+            raise TapirError(f"job {job.name}: no asset to back up (discovery found nothing)")
     with open_repository(env, pool, monitor) as repo:
         for asset_id, asset in assets:
             monitor.check_canceled()
@@ -296,6 +304,49 @@ def _backup_job(
             outcome.bytes_written += rp.bytes_new
             outcome.levels.append(rp.level)
             outcome.warnings += rp.warnings
+
+
+def _select_by_rules(
+    env: EngineContext,
+    run: Run,
+    job: Job,
+    rules: RuleSet,
+    endpoint: Endpoint | None,
+    plugin: SourcePlugin,
+    ctx: PluginContext,
+    outcome: RunOutcome,
+) -> list[tuple[int, AssetInfo]]:
+    """The assets the job's rules select now, each logged with the rule that decided."""
+
+    def say(message: str, level: str = "INFO") -> None:
+        runs.log_line(env.catalog, run.id, message, level)
+
+    sel = select_by_rules(env, job, rules, endpoint, plugin, ctx, discover=rules.discover)
+    if sel.discovery is not None:
+        d = sel.discovery
+        say(
+            f"discovery of endpoint {d.endpoint}: {d.found} found, {len(d.added)} new, "
+            f"{len(d.gone)} gone"
+        )
+    if sel.discovery_error is not None:
+        outcome.warnings += 1
+        say(
+            f"discovery of endpoint {endpoint.name if endpoint else '?'} failed "
+            f"({sel.discovery_error}); selecting from the catalog as last discovered",
+            "WARNING",
+        )
+    for d in sel.decisions:
+        if d.selected:
+            say(f"{d.asset.name}: selected by rule {d.rule}")
+        elif d.excluded_by is not None:
+            say(f"{d.asset.name}: excluded by rule {d.excluded_by} (matched {d.rule})")
+    for rule in sel.unmatched:
+        outcome.warnings += 1
+        say(f"rule {rule} matched no present asset (deleted, renamed or gone?)", "WARNING")
+    if not sel.selected:
+        outcome.warnings += 1
+        say(f"the rules of job {job.name} selected no asset; nothing backed up", "WARNING")
+    return [(sel.asset_ids[d.asset.external_id], d.asset) for d in sel.selected]
 
 
 def resolve_assets(

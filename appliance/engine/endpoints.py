@@ -11,12 +11,13 @@ keep their recovery points.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
 from .. import security
-from ..catalog.models import Asset, Endpoint, utcnow
+from ..catalog.models import DEFAULT_DISCOVERY_INTERVAL, Asset, Endpoint, utcnow
 from ..plugin_api.context import EndpointInfo
 from ..plugin_api.errors import TapirError
 from ..plugin_api.roles import SourcePlugin
@@ -27,6 +28,10 @@ from .pools import validate_name
 SECRET_PREFIX = "endpoint:"
 #: The option that names the password's secret when a plugin declares no ``secret`` option.
 DEFAULT_SECRET_OPTION = "password_secret"
+#: The shortest discovery interval: a vCenter's inventory collection is not free.
+MIN_DISCOVERY_INTERVAL = 60
+#: After a failed discovery the next one is tried this soon (or at the interval, if shorter).
+DISCOVERY_RETRY = 300
 
 
 @dataclass
@@ -66,9 +71,15 @@ def register_endpoint(
     *,
     options: dict[str, Any],
     password: str | None = None,
+    discovery_interval: int = DEFAULT_DISCOVERY_INTERVAL,
 ) -> Endpoint:
-    """Record an endpoint (and seal its password); ValueError for bad input, nothing stored."""
+    """Record an endpoint (and seal its password); ValueError for bad input, nothing stored.
+
+    ``discovery_interval`` is in seconds (0: no scheduled discovery); the first
+    scheduled discovery happens at the scheduler's next tick.
+    """
     validate_name("endpoint", name)
+    check_discovery_interval(discovery_interval)
     source = env.registry.source_plugin(plugin)
     if not address or not address.strip():
         raise ValueError(f"endpoint {name!r} needs an address")
@@ -107,6 +118,7 @@ def register_endpoint(
             address=address.strip(),
             options=opts,
             secret_name=secret_name(name) if password is not None else None,
+            discovery_interval=discovery_interval,
         )
         s.add(row)
         if password is not None and key is not None:
@@ -140,14 +152,59 @@ def test_endpoint(env: EngineContext, name: str) -> None:
     tester(endpoint_info(row), env.plugin_context(row.plugin))
 
 
+def check_discovery_interval(seconds: int) -> int:
+    """The interval in seconds; ValueError when negative or shorter than the minimum."""
+    if seconds < 0 or 0 < seconds < MIN_DISCOVERY_INTERVAL:
+        raise ValueError(
+            f"a discovery interval is 0 (off) or at least {MIN_DISCOVERY_INTERVAL} seconds, "
+            f"not {seconds}"
+        )
+    return seconds
+
+
+def set_discovery_interval(env: EngineContext, name: str, seconds: int) -> Endpoint:
+    """Change how often the scheduler discovers ``name`` (0: never); next discovery re-planned."""
+    check_discovery_interval(seconds)
+    with env.catalog.session() as s:
+        row = s.scalar(select(Endpoint).where(Endpoint.name == name))
+        if row is None:
+            raise KeyError(f"no endpoint named {name!r}")
+        row.discovery_interval = seconds
+        base = row.last_discovery_at
+        row.next_discovery_at = base + timedelta(seconds=seconds) if base and seconds else None
+    return row
+
+
 def discover_endpoint(env: EngineContext, name: str) -> DiscoveryReport:
     """Discover the endpoint's assets and record them; vanished ones are marked not present.
 
     Nothing is deleted: an asset that disappears keeps its row and its recovery
     points, flagged ``present=False`` until it is seen again. When discovery fails,
-    the catalog is left as it was.
+    the catalog's assets are left as they were; the endpoint records the error and
+    the scheduler tries again sooner (:data:`DISCOVERY_RETRY`).
     """
     row = get_endpoint(env, name)
+    try:
+        return _discover(env, row)
+    except Exception as exc:
+        _record_failure(env, row.id, exc, utcnow())
+        raise
+
+
+def _record_failure(env: EngineContext, endpoint_id: int, exc: Exception, now: datetime) -> None:
+    message = (exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)) or repr(exc)
+    with env.catalog.session() as s:
+        endpoint = s.get(Endpoint, endpoint_id)
+        if endpoint is None:
+            return
+        endpoint.last_discovery_error = str(message)
+        if endpoint.discovery_interval:
+            wait = min(endpoint.discovery_interval, DISCOVERY_RETRY)
+            endpoint.next_discovery_at = now + timedelta(seconds=wait)
+
+
+def _discover(env: EngineContext, row: Endpoint) -> DiscoveryReport:
+    name = row.name
     plugin = env.registry.source_plugin(row.plugin)
     found = plugin.discover(endpoint_info(row), env.plugin_context(row.plugin))
     seen: dict[str, Any] = {}
@@ -186,6 +243,9 @@ def discover_endpoint(env: EngineContext, name: str) -> DiscoveryReport:
         endpoint = s.get(Endpoint, row.id)
         if endpoint is not None:
             endpoint.last_discovery_at = now
+            endpoint.last_discovery_error = None
+            if endpoint.discovery_interval:
+                endpoint.next_discovery_at = now + timedelta(seconds=endpoint.discovery_interval)
     return report
 
 

@@ -18,6 +18,7 @@ from ..plugin_api.context import AssetInfo, EndpointInfo
 from ..plugin_api.errors import RunCanceled, TapirError
 from ..plugin_api.roles import RestoreRequest, RestoreResult
 from . import runs
+from .assets import jsonable
 from .context import EngineContext
 from .monitor import RunMonitor
 from .pools import open_repository
@@ -50,10 +51,13 @@ def restore_point(
     in_place: bool = False,
     overwrite: str = "never",
     listener: ProgressListener | None = None,
+    options: dict[str, object] | None = None,
 ) -> tuple[int, RestoreResult]:
     """Restore (part of) recovery point ``rp_id``; returns the restore run's id and result.
 
-    Raises the plugin's error after recording the run as failed.
+    ``options`` are the plugin's restore options; they override the job's options of
+    the same name in the request. Raises the plugin's error after recording the run
+    as failed.
     """
     validate_restore_target(target, in_place, overwrite)
     with env.catalog.session() as s:
@@ -78,6 +82,7 @@ def restore_point(
                 "target": str(target) if target else None,
                 "in_place": in_place,
                 "overwrite": overwrite,
+                "options": jsonable(dict(options or {})),
             },
             queued_at=now,
             started_at=now,
@@ -94,7 +99,7 @@ def restore_point(
         paths=list(paths) if paths else None,
         in_place=in_place,
         overwrite=overwrite,
-        options=dict(job.options) if job else {},
+        options={**(dict(job.options) if job else {}), **(options or {})},
         endpoint=(
             EndpointInfo(endpoint.name, endpoint.plugin, endpoint.address, dict(endpoint.options))
             if endpoint

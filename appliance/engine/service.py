@@ -18,6 +18,7 @@ import functools
 import getpass
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, tzinfo
@@ -32,6 +33,7 @@ from .. import security
 from ..catalog.database import Catalog
 from ..catalog.lookup import id_by_name, optional_id_by_name
 from ..catalog.models import (
+    DEFAULT_DISCOVERY_INTERVAL,
     Asset,
     AuditEvent,
     Device,
@@ -61,11 +63,12 @@ from ..plugin_api.items import Item, ItemKind
 from ..plugin_api.roles import RestoreResult
 from ..plugin_manager import PluginRegistry, load_plugins
 from . import devices as devices_mod
+from . import discovery as discovery_mod
 from . import endpoints as endpoints_mod
 from . import pools as pools_mod
 from . import rescan as rescan_mod
+from . import rule_assets, scheduler
 from . import runs as runs_mod
-from . import scheduler
 from .assets import jsonable
 from .backup import LEVELS, execute_backup
 from .context import EngineContext
@@ -77,6 +80,8 @@ from .prune import prune as prune_points
 from .rescan import MediumStatus, RescanReport, adopt_orphaned_points
 from .restore import latest_point_of_job, restore_point, validate_restore_target
 from .retention import RULE_NAMES
+from .rule_assets import RuleSelection
+from .selection import RuleSet
 
 __all__ = [
     "Appliance",
@@ -297,14 +302,50 @@ class Appliance:
         *,
         options: dict[str, Any],
         password: str | None = None,
+        discovery_interval: int = DEFAULT_DISCOVERY_INTERVAL,
     ) -> Endpoint:
-        """Register a vCenter, hypervisor pool or server; its password is sealed, never plain."""
+        """Register a vCenter, hypervisor pool or server; its password is sealed, never plain.
+
+        ``discovery_interval``: seconds between scheduled discoveries (0: none).
+        """
         row = endpoints_mod.register_endpoint(
-            self.env, name, plugin, address, options=options, password=password
+            self.env,
+            name,
+            plugin,
+            address,
+            options=options,
+            password=password,
+            discovery_interval=discovery_interval,
         )
         # The audit keeps the options (a secret's name, not its value).
-        self._audit("endpoint.register", name, plugin=plugin, address=address, options=row.options)
+        self._audit(
+            "endpoint.register",
+            name,
+            plugin=plugin,
+            address=address,
+            options=row.options,
+            discovery_interval=discovery_interval,
+        )
         return row
+
+    def set_discovery_interval(self, name: str, seconds: int) -> Endpoint:
+        """How often ``tapir serve`` discovers the endpoint, in seconds (0: never)."""
+        row = endpoints_mod.set_discovery_interval(self.env, name, seconds)
+        self._audit("endpoint.set", name, discovery_interval=seconds)
+        return row
+
+    def run_due_discoveries(
+        self, now: datetime | None = None, stop: threading.Event | None = None
+    ) -> list[discovery_mod.DiscoveryOutcome]:
+        """Discover the endpoints whose discovery interval has passed (the scheduler's part)."""
+        return discovery_mod.run_due_discoveries(
+            self.env,
+            now,
+            audit=lambda action, target, **details: self.audit(
+                "scheduler", action, target, **details
+            ),
+            stop=stop,
+        )
 
     def endpoints(self) -> list[Endpoint]:
         """Every registered endpoint, by name."""
@@ -569,6 +610,7 @@ class Appliance:
             raise ValueError("full_every must be at least 1")
         if max_retries < 0:
             raise ValueError("max_retries cannot be negative")
+        selection = _checked_selection(selection)
         with self.catalog.session() as s:
             if s.scalar(select(Job.id).where(Job.name == name)) is not None:
                 raise ValueError(f"a job named {name!r} already exists")
@@ -590,7 +632,7 @@ class Appliance:
                 pool_id=pool_id,
                 endpoint_id=endpoint_id,
                 options=jsonable(opts),
-                selection=jsonable(dict(selection or {})),
+                selection=selection,
                 retention_policy_id=policy_id,
                 full_every=full_every,
                 max_retries=max_retries,
@@ -605,7 +647,14 @@ class Appliance:
                 )
             s.add(job)
         self._audit(
-            "job.create", name, plugin=plugin, pool=pool, options=opts, schedule=cron, timezone=tz
+            "job.create",
+            name,
+            plugin=plugin,
+            pool=pool,
+            options=opts,
+            schedule=cron,
+            timezone=tz,
+            selection=selection,
         )
         return self._job(name)
 
@@ -682,6 +731,46 @@ class Appliance:
             retention=retention,
         )
         return self._job(name)
+
+    def job_rules(self, name: str) -> RuleSet | None:
+        """The job's selection rules; None for a job that lists its assets or takes all."""
+        return RuleSet.from_selection(self._job(name).selection)
+
+    def set_job_rules(
+        self,
+        name: str,
+        include: list[str],
+        exclude: list[str],
+        *,
+        discover: bool | None = None,
+    ) -> RuleSet | None:
+        """Replace a backup job's selection rules (ValueError for a bad rule, nothing saved).
+
+        Giving no rule at all returns the job to backing up every asset of its
+        endpoint. ``discover`` (default: unchanged) makes runs rediscover the
+        endpoint before selecting.
+        """
+        job = self._job(name)
+        if job.kind == COPY_KIND:
+            raise ValueError(f"job {name!r} copies recovery points: it has no selection rules")
+        old = RuleSet.from_selection(job.selection)
+        keep = old.discover if old is not None else True
+        rules = RuleSet.parse(include, exclude, keep if discover is None else discover)
+        selection = rules.as_selection() if rules.include or rules.exclude else {}
+        with self.catalog.session() as s:
+            row = s.get(Job, job.id)
+            if row is None:
+                raise KeyError(f"no job named {name!r}")
+            row.selection = selection
+        self._audit("job.rules", name, **selection)
+        return RuleSet.from_selection(selection)
+
+    def preview_selection(self, name: str, *, discover: bool = False) -> RuleSelection:
+        """Which assets a run of the job would back up now, and the rule behind each.
+
+        Evaluated on the catalog; with ``discover`` the endpoint is rediscovered first.
+        """
+        return rule_assets.preview(self.env, self._job(name), discover=discover)
 
     def _job(self, name: str) -> Job:
         with self.catalog.session() as s:
@@ -958,8 +1047,12 @@ class Appliance:
         in_place: bool = False,
         overwrite: str = "never",
         progress: ProgressListener | None = None,
+        options: dict[str, object] | None = None,
     ) -> RestoreResult:
-        """Restore a recovery point (or some of its paths) to ``target`` or in place."""
+        """Restore a recovery point (or some of its paths) to ``target`` or in place.
+
+        ``options`` are the plugin's restore options (its ``restore_options()``).
+        """
         rp = self.recovery_point(ref)
         validate_restore_target(target, in_place, overwrite)
         self._audit(
@@ -969,6 +1062,7 @@ class Appliance:
             destination=str(target) if target else None,
             in_place=in_place,
             overwrite=overwrite,
+            options=dict(options or {}),
         )
         _, result = restore_point(
             self.env,
@@ -979,6 +1073,7 @@ class Appliance:
             in_place=in_place,
             overwrite=overwrite,
             listener=progress,
+            options=options,
         )
         return result
 
@@ -1046,6 +1141,17 @@ class Appliance:
 def _dummy_hash() -> str:
     # Checked against when the user does not exist, so a wrong name costs as much time.
     return security.hash_password("tapir-dummy-password-for-timing")
+
+
+def _checked_selection(selection: dict[str, Any] | None) -> dict[str, Any]:
+    """A job's selection as stored: rules parsed and written back in their canonical form."""
+    selection = jsonable(dict(selection or {}))
+    rules = RuleSet.from_selection(selection)
+    if rules is None:
+        return selection
+    if selection.get("assets"):
+        raise ValueError("give explicit assets as asset=NAME rules when a job has rules")
+    return rules.as_selection()
 
 
 def _job_query() -> Any:

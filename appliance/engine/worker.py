@@ -1,7 +1,8 @@
 """Worker threads: claim a queued run, execute it, repeat, until told to stop.
 
-``tapir serve`` starts a :class:`WorkerPool` of N workers and one scheduler thread
-on the same :class:`~tapir.appliance.engine.service.Appliance`. Each worker also
+``tapir serve`` starts a :class:`WorkerPool` of N workers, one scheduler thread and
+one discovery thread (endpoints due for discovery, see :mod:`.discovery`) on the
+same :class:`~tapir.appliance.engine.service.Appliance`. Each worker also
 runs crash recovery from time to time, so runs of a dead appliance sharing the
 catalog are failed within a few minutes.
 """
@@ -14,6 +15,7 @@ import time
 from typing import TYPE_CHECKING
 
 from . import runs
+from .discovery import EndpointWatchers
 
 if TYPE_CHECKING:
     from .service import Appliance
@@ -75,7 +77,11 @@ class Worker:
 
 
 class WorkerPool:
-    """N worker threads and (optionally) a scheduler thread on one appliance."""
+    """N worker threads and (optionally) the scheduler and discovery threads on one appliance.
+
+    ``discovery`` defaults to ``scheduler``: the process that schedules jobs also
+    discovers endpoints and watches the inventory events of plugins that have them.
+    """
 
     def __init__(
         self,
@@ -85,6 +91,7 @@ class WorkerPool:
         scheduler: bool = True,
         poll_interval: float = 2.0,
         tick_interval: float = 20.0,
+        discovery: bool | None = None,
     ) -> None:
         if workers < 0:
             raise ValueError("the number of workers cannot be negative")
@@ -101,6 +108,9 @@ class WorkerPool:
         ]
         self.tick_interval = tick_interval
         self.scheduler = scheduler
+        # Scheduled discovery belongs to the scheduler unless asked for separately.
+        self.discovery = scheduler if discovery is None else discovery
+        self.watchers = EndpointWatchers(appliance.env, self._stop)
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -111,6 +121,11 @@ class WorkerPool:
             self.threads.append(t)
         if self.scheduler:
             t = threading.Thread(target=self._schedule, name="tapir-scheduler", daemon=True)
+            t.start()
+            self.threads.append(t)
+        if self.discovery:
+            # Apart from the cron thread: discovering a large vCenter takes a while.
+            t = threading.Thread(target=self._discover, name="tapir-discovery", daemon=True)
             t.start()
             self.threads.append(t)
 
@@ -126,4 +141,13 @@ class WorkerPool:
                 self.appliance.tick_scheduler()
             except Exception:
                 log.exception("scheduler tick failed")
+            self._stop.wait(self.tick_interval)
+
+    def _discover(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.watchers.sync()
+                self.appliance.run_due_discoveries(stop=self._stop)
+            except Exception:
+                log.exception("scheduled discovery failed")
             self._stop.wait(self.tick_interval)

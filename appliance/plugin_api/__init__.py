@@ -5,6 +5,8 @@ See docs/plugin-guide.md. Everything a plugin needs is re-exported here::
     from tapir.appliance.plugin_api import hookimpl, ApplicationPlugin, Item, ItemKind
 """
 
+from . import attributes
+from .attributes import POWER_STATES, normalize_power_state
 from .context import (
     AssetInfo,
     EndpointInfo,
@@ -53,6 +55,7 @@ API_VERSION = 1
 
 __all__ = [
     "API_VERSION",
+    "POWER_STATES",
     "PROJECT",
     "VOLUME_LOCATIONS",
     "VOLUME_STATES",
@@ -96,6 +99,8 @@ __all__ = [
     "VolumeInfo",
     "VolumeRegistry",
     "WriteSession",
+    "attributes",
     "hookimpl",
     "hookspec",
+    "normalize_power_state",
 ]

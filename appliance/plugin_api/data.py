@@ -78,6 +78,9 @@ class RestoreSource(Protocol):
     """Read access to one recovery point during a restore."""
 
     recovery_point_id: str
+    #: What the plugin returned as ``BackupResult.metadata`` when it made the point
+    #: (a VM's configuration, a database's version...); empty when it returned none.
+    metadata: dict[str, object]
 
     def items(self, paths: Iterable[bytes] | None = None) -> Iterator[Item]:
         """Items in stored order; with ``paths``, only those paths and what lies below them."""

@@ -8,7 +8,7 @@ methods declared here.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +76,15 @@ class SourcePlugin(ABC):
         """Options a job using this plugin accepts (the panel builds its form from these)."""
         return []
 
+    def restore_options(self) -> list[OptionSpec]:
+        """Options a restore of this plugin's points accepts (``tapir restore --option``).
+
+        They reach :meth:`restore` in ``request.options``, over the job's options
+        (a restore option wins over a job option of the same name). The CLI refuses
+        names not declared here; the panel builds the restore form from them.
+        """
+        return []
+
     def endpoint_options(self) -> list[OptionSpec]:
         """Options to register an endpoint of this plugin (address, user, secret...)."""
         return []
@@ -98,6 +107,25 @@ class SourcePlugin(ABC):
         paths on a host) overrides this.
         """
         return self.discover(endpoint, ctx)
+
+    def watch(
+        self, endpoint: EndpointInfo, ctx: PluginContext, on_change: Callable[[], None]
+    ) -> None:
+        """Follow the endpoint's inventory events; call ``on_change()`` when it changed.
+
+        Optional. ``tapir serve`` calls it in a thread of its own for every endpoint
+        of a plugin that overrides it; each ``on_change()`` makes the scheduler
+        rediscover the endpoint at its next tick instead of waiting for the
+        discovery interval (so call it freely: calls between two discoveries
+        collapse into one). Block while following events (XenServer's
+        ``event.from``, libvirt's domain events) and call ``ctx.check_canceled()``
+        at least every few seconds: it raises
+        :class:`~.errors.RunCanceled` when the appliance stops, which ends the
+        watch. Any other exception is logged and the watch is restarted a minute
+        later. The default raises NotImplementedError: the plugin has no event
+        feed and scheduled discovery alone keeps the catalog current.
+        """
+        raise NotImplementedError(f"{self.name} has no inventory events to watch")
 
     @abstractmethod
     def backup(self, request: BackupRequest, sink: BackupSink, ctx: PluginContext) -> BackupResult:

@@ -16,9 +16,9 @@ from types import TracebackType
 from typing import Protocol
 
 from tapir.appliance.plugin_api import PluginError
+from tapir.appliance.plugin_api.libnbd import load_nbd
 
 from .formats import QCOW2, RAW, ImageInfo, open_image
-from .nbd_loader import load_nbd
 from .qemu import QEMU_UTILS_HINT
 
 #: Largest single NBD read; qemu-nbd refuses requests above 32 MiB.
@@ -83,7 +83,7 @@ class NbdReader:
     """Reads a qcow2 image's guest view through a private, read-only qemu-nbd."""
 
     def __init__(self, info: ImageInfo) -> None:
-        nbd = load_nbd()
+        nbd = load_nbd("reading qcow2 images", "python3-libnbd and qemu-utils")
         qemu_nbd = shutil.which("qemu-nbd")
         if qemu_nbd is None:
             raise PluginError(f"reading qcow2 images needs qemu-nbd ({QEMU_UTILS_HINT})")

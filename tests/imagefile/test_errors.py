@@ -19,8 +19,8 @@ from tapir.appliance.plugin_api import (
     RestoreRequest,
     RunCanceled,
 )
+from tapir.appliance.plugin_api.libnbd import _load
 from tapir.appliance.plugin_api.testing.memory_sink import MemoryRestoreSource
-from tapir.plugins.imagefile.nbd_loader import load_nbd
 
 from .helpers import (
     MiB,
@@ -282,5 +282,5 @@ def test_test_connection_checks_every_image(plugin, ctx, tmp_path):
 
 
 def test_missing_libnbd_bindings_are_a_clear_error(tmp_path):
-    with pytest.raises(PluginError, match="python3-libnbd"):
-        load_nbd.__wrapped__((tmp_path,))
+    with pytest.raises(PluginError, match=r"reading qcow2 images needs .* python3-libnbd"):
+        _load.__wrapped__((tmp_path,), "reading qcow2 images", "python3-libnbd")

@@ -316,9 +316,11 @@ class MemoryDiskImage:
 class MemoryRestoreSource:
     """A :class:`RestoreSource` over what a :class:`MemorySink` captured."""
 
-    def __init__(self, sink: MemorySink) -> None:
+    def __init__(self, sink: MemorySink, metadata: dict[str, object] | None = None) -> None:
         sink.check_complete()
         self.recovery_point_id = sink.recovery_point_id
+        #: The point's BackupResult.metadata: pass the plugin's result's metadata.
+        self.metadata: dict[str, object] = dict(metadata or {})
         self._items = [_copy(i) for i in sink.items]
         # A copy, so that damage injected here leaves the sink (and its parent) intact.
         self.chunks: dict[bytes, bytes] = dict(sink.chunks)
@@ -336,6 +338,7 @@ class MemoryRestoreSource:
         source._items = [_copy(i) for i in items]
         source.chunks = dict(chunks or {})
         source.reads = []
+        source.metadata = {}
         return source
 
     def items(self, paths: Iterable[bytes] | None = None) -> Iterator[Item]:

@@ -1,4 +1,7 @@
-"""Loading libnbd's Python bindings, which Debian ships for the system Python only.
+"""libnbd's Python bindings for plugins, which Debian ships for the system Python only.
+
+Plugins that read disks over NBD (qcow2 images through qemu-nbd, VDDK through
+nbdkit, libvirt's backup exports) call :func:`load_nbd` rather than ``import nbd``.
 
 ``python3-libnbd`` installs ``nbd.py`` and its extension ``libnbdmod`` into
 /usr/lib/python3/dist-packages, which a virtualenv does not see. Putting that whole
@@ -17,7 +20,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from tapir.appliance.plugin_api import PluginError
+from .errors import PluginError
 
 SYSTEM_DIRS = (Path("/usr/lib/python3/dist-packages"), Path("/usr/local/lib/python3/dist-packages"))
 
@@ -50,9 +53,19 @@ def _from_system(dirs: tuple[Path, ...]) -> ModuleType | None:
     return None
 
 
+def load_nbd(
+    purpose: str = "reading disks over NBD", packages: str = "python3-libnbd"
+) -> ModuleType:
+    """libnbd's ``nbd`` module, or a :class:`PluginError` saying how to install it.
+
+    ``purpose`` and ``packages`` complete the error message: "PURPOSE needs
+    libnbd's Python bindings ...: install the Debian packages PACKAGES".
+    """
+    return _load(SYSTEM_DIRS, purpose, packages)
+
+
 @functools.cache
-def load_nbd(dirs: tuple[Path, ...] = SYSTEM_DIRS) -> ModuleType:
-    """The libnbd ``nbd`` module, or a :class:`PluginError` saying how to install it."""
+def _load(dirs: tuple[Path, ...], purpose: str, packages: str) -> ModuleType:
     # A normal import first (bindings installed for this Python); the PyPI project
     # named "nbd" is an unrelated notebook tool, hence the NBD class check.
     if importlib.util.find_spec("nbd") is not None:
@@ -73,7 +86,7 @@ def load_nbd(dirs: tuple[Path, ...] = SYSTEM_DIRS) -> ModuleType:
     if module is None:
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         raise PluginError(
-            "reading qcow2 images needs libnbd's Python bindings for Python "
-            f"{version}: install the Debian packages python3-libnbd and qemu-utils{reason}"
+            f"{purpose} needs libnbd's Python bindings for Python "
+            f"{version}: install the Debian packages {packages}{reason}"
         )
     return module
