@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SOURCE = Path(__file__).resolve().parent / "vmware" / "vcsim" / "main.go"
+SOURCE = Path(__file__).resolve().parent / "vmware" / "vcsim"  # main.go and cbt.go
 GOPATH = "/usr/share/gocode"
 _SIMULATOR = Path(GOPATH) / "src/github.com/vmware/govmomi/simulator"
 _DEBIAN_PACKAGES = ("golang-go", "golang-github-vmware-govmomi-dev")
@@ -45,7 +45,9 @@ def _install_debian_packages() -> None:
 
 def build_vcsim() -> Path:
     """The vcsim binary for the current source, built on first use (about 15 s)."""
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(
+        b"".join(f.read_bytes() for f in sorted(SOURCE.glob("*.go")))
+    ).hexdigest()[:16]
     binary = _cache_dir() / digest / "vcsim"
     if binary.is_file():
         return binary
@@ -61,7 +63,9 @@ def build_vcsim() -> Path:
         "GOCACHE": str(_cache_dir() / "gocache"),
     }
     result = subprocess.run(
-        ["go", "build", "-o", str(partial), str(SOURCE)],
+        # GOPATH mode builds a folder outside GOPATH only as a relative path.
+        ["go", "build", "-o", str(partial), "."],
+        cwd=SOURCE,
         env=env,
         capture_output=True,
         text=True,

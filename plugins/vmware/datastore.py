@@ -1,9 +1,10 @@
-"""Reading datastore files over vCenter's HTTPS file access (``/folder/...``).
+"""Reading and writing datastore files over vCenter's HTTPS file access (``/folder/...``).
 
 vCenter and ESXi serve every datastore file at
 ``/folder/<path>?dcPath=<datacenter>&dsName=<datastore>`` to a logged-in
 session, with HTTP Range requests. That is enough to read a snapshot's base
-disk while the snapshot holds it read-only, without a proprietary SDK. The
+disk while the snapshot holds it read-only, without a proprietary SDK, and
+to upload a restored disk (``PUT``) before a VM is made to use it. The
 requests carry the SOAP session's cookie and go through the same TLS settings
 (CA, pinned fingerprint) as the SOAP connection.
 """
@@ -14,6 +15,7 @@ import http.client
 import re
 import socket
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
@@ -148,7 +150,9 @@ class DatastoreFiles:
             self._conn.close()
             self._conn = None
 
-    def _request(self, file: DatastorePath, headers: dict[str, str]) -> tuple[int, bytes]:
+    def _request(
+        self, file: DatastorePath, headers: dict[str, str], method: str = "GET"
+    ) -> tuple[int, bytes]:
         headers = {"Cookie": self.cookie, **headers}
         for attempt in (1, 2):
             fresh = self._conn is None
@@ -158,7 +162,7 @@ class DatastoreFiles:
                 )
             try:
                 self.requests += 1
-                self._conn.request("GET", self.url(file), headers=headers)
+                self._conn.request(method, self.url(file), headers=headers)
                 response = self._conn.getresponse()
                 return response.status, response.read()
             except (OSError, http.client.HTTPException) as exc:
@@ -208,3 +212,59 @@ class DatastoreFiles:
                 "(the extent is shorter than the disk)"
             )
         return body
+
+    def exists(self, file: DatastorePath) -> bool:
+        """Whether ``file`` exists on the datastore (a HEAD request)."""
+        status, body = self._request(file, {}, method="HEAD")
+        if status == 404:
+            return False
+        self._check(file, status, body, 200)
+        return True
+
+    def put(self, file: DatastorePath, length: int, body: Iterable[bytes]) -> None:
+        """Upload ``file`` (created or replaced) from ``body``, exactly ``length`` bytes.
+
+        The body is streamed with a Content-Length (ESXi refuses chunked uploads)
+        on a connection of its own: a generator cannot be sent twice, so a lost
+        connection is a :class:`ConnectionFailed`, never a silent retry.
+        """
+        conn = http.client.HTTPSConnection(
+            self.host, self.port, context=self.context, timeout=self.timeout
+        )
+        headers = {
+            "Cookie": self.cookie,
+            "Content-Length": str(length),
+            "Content-Type": "application/octet-stream",
+        }
+        try:
+            self.requests += 1
+            conn.request("PUT", self.url(file), body=_exactly(body, length, file), headers=headers)
+            response = conn.getresponse()
+            status, answer = response.status, response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise ConnectionFailed(
+                f"lost the connection to {self.address} while uploading {file}: "
+                f"{exc or type(exc).__name__}"
+            ) from None
+        finally:
+            conn.close()
+        if status not in (200, 201, 204):
+            detail = answer[:200].decode("utf-8", "replace").strip()
+            if status in (401, 403):
+                raise ConnectionFailed(
+                    f"{self.address} refused the upload of {file} (HTTP {status}): the session "
+                    "lacks the Datastore.FileManagement privilege or has expired"
+                )
+            raise PluginError(f"uploading {file} to {self.address} failed: HTTP {status} {detail}")
+
+
+def _exactly(body: Iterable[bytes], length: int, file: DatastorePath) -> Iterable[bytes]:
+    """``body``, checked to add up to ``length`` bytes (a short body would hang the server)."""
+    sent = 0
+    for data in body:
+        sent += len(data)
+        if sent > length:
+            raise PluginError(f"{file}: the upload is longer than the announced {length} bytes")
+        yield data
+    if sent != length:
+        raise PluginError(f"{file}: the upload ended after {sent} of {length} bytes")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tapir.appliance.plugin_api import EndpointInfo, OptionSpec, PluginContext, PluginError
 
 from .connection import DEFAULT_TIMEOUT, ConnectionSettings, normalize_fingerprint, parse_address
+from .vddk import VDDK_ENDPOINT_OPTIONS
 
 ENDPOINT_OPTIONS = [
     OptionSpec("address", "str", "vCenter or ESXi host name or IP, optionally :port", True),
@@ -28,6 +29,7 @@ ENDPOINT_OPTIONS = [
     ),
     OptionSpec("ca_file", "path", "CA certificates (PEM) to verify the server against"),
     OptionSpec("timeout", "int", "seconds to wait for an answer", default=DEFAULT_TIMEOUT),
+    *VDDK_ENDPOINT_OPTIONS,
 ]
 
 

@@ -1,8 +1,9 @@
 """The ``vmware`` hypervisor role: endpoints, connection test, discovery and full backups.
 
 Full backups go through a snapshot and the datastore HTTPS path (see
-:mod:`.backup`). Incrementals (CBT) and restore are the next slices: restore
-refuses clearly, and :meth:`VmwarePlugin.capabilities` claims only what works.
+:mod:`.backup`); restores (a whole VM, disks attached to an existing VM, or disk
+images downloaded) go the other way (see :mod:`.restore`).
+:meth:`VmwarePlugin.capabilities` claims only what works.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from . import connection
 from .backup import backup_vm
 from .inventory import Inventory, VirtualMachine, collect
 from .options import ENDPOINT_OPTIONS, connection_settings
+from .restore import restore as restore_vm
+from .restore_options import RESTORE_OPTIONS
 
 JOB_OPTIONS = [
     OptionSpec(
@@ -75,8 +78,8 @@ class VmwarePlugin(HypervisorPlugin):
         return list(JOB_OPTIONS)
 
     def capabilities(self) -> set[str]:
-        """``quiesce`` only: full backups work; incrementals and restore do not yet."""
-        return {"quiesce"}
+        """``quiesce``, and ``incremental`` through Changed Block Tracking."""
+        return {"quiesce", "incremental"}
 
     def _endpoint(self, endpoint: EndpointInfo | None) -> EndpointInfo:
         if endpoint is None:
@@ -105,14 +108,38 @@ class VmwarePlugin(HypervisorPlugin):
         return [vm_asset(vm) for vm in inv.vms]
 
     def backup(self, request: BackupRequest, sink: BackupSink, ctx: PluginContext) -> BackupResult:
-        """A full backup of one VM: snapshot, every base disk read over HTTPS, snapshot removed."""
+        """A backup of one VM: snapshot, base disks read over HTTPS, snapshot removed.
+
+        CBT is turned on when it is off; a full reads the allocated areas, an
+        incremental the areas changed since the previous point's change ids.
+        """
         settings = connection_settings(self._endpoint(request.endpoint), ctx)
         return backup_vm(settings, request, sink, ctx)
+
+    def restore_options(self) -> list[OptionSpec]:
+        """Options of a restore: ``mode`` (vm, disk or download), ``vm_name``, ``host``,
+        ``datastore``, ``network``, ``resource_pool``, ``power_on`` (see docs/plugins/vmware.md)."""
+        return list(RESTORE_OPTIONS)
 
     def restore(
         self, request: RestoreRequest, source: RestoreSource, ctx: PluginContext
     ) -> RestoreResult:
-        """Not implemented yet."""
-        raise PluginError(
-            "not implemented yet: VMware restores come in the next release of the vmware plugin"
-        )
+        """Restore a recovery point of a VM, as ``request.options["mode"]`` says.
+
+        - ``vm`` (the default without a target folder): a new VM from the stored
+          configuration, under its original or a new name, host, datastore and
+          networks, with a new instance UUID, powered off unless ``power_on``. A VM of
+          that name is replaced only with ``overwrite="always"``.
+        - ``disk``: the selected disks (``request.paths``) uploaded beside the existing
+          VM ``vm_name`` and attached to free SCSI slots.
+        - ``download`` (the default with a target folder): each disk as a sparse flat
+          VMDK (``<name>-flat.vmdk``, a raw image) and its descriptor.
+
+        Names, host, datastores (free space included), networks and slots are checked
+        before anything is uploaded; what a failed restore uploaded or created is
+        removed again. Progress counts the restored bytes.
+        """
+        settings = None
+        if request.endpoint is not None:
+            settings = connection_settings(request.endpoint, ctx)
+        return restore_vm(settings, request, source, ctx)

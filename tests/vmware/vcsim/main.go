@@ -8,7 +8,10 @@
 //
 // Besides the vSphere API it answers GET /tapir/stats with the number of SOAP
 // calls received per method, so tests can prove how many round trips a client
-// made (for example that discovery used a single RetrieveProperties).
+// made (for example that discovery used a single RetrieveProperties), and
+// GET /tapir/served with the bytes served per datastore file (/folder/...), so
+// tests can prove how much of a disk a backup read. Changed Block Tracking,
+// which the simulator lacks, is added in cbt.go.
 package main
 
 import (
@@ -48,9 +51,13 @@ type methodCounter struct {
 }
 
 func (c *methodCounter) add(method string) {
+	c.addN(method, 1)
+}
+
+func (c *methodCounter) addN(key string, n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.counts[method]++
+	c.counts[key] += n
 }
 
 func (c *methodCounter) snapshot() map[string]int {
@@ -83,13 +90,38 @@ func soapMethod(body []byte) string {
 	}
 }
 
-// counting wraps the simulator's handler: SOAP posts are counted, the
-// statistics path is answered here, everything else passes through.
-func counting(next http.Handler, counter *methodCounter) http.Handler {
+// countingWriter counts the body bytes written through it.
+type countingWriter struct {
+	http.ResponseWriter
+	n int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n += n
+	return n, err
+}
+
+// counting wraps the simulator's handler: SOAP posts are counted (and handed
+// to the change tracker), datastore file bytes served are counted, the
+// statistics paths are answered here, everything else passes through.
+func counting(next http.Handler, counter, served *methodCounter, cbt *changeTracker) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/tapir/stats" {
+		switch r.URL.Path {
+		case "/tapir/stats", "/tapir/served":
+			stats := counter
+			if r.URL.Path == "/tapir/served" {
+				stats = served
+			}
 			w.Header().Set("Content-Type", "application/json")
-			_ = json.NewEncoder(w).Encode(counter.snapshot())
+			_ = json.NewEncoder(w).Encode(stats.snapshot())
+			return
+		}
+		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/folder/") {
+			file := strings.TrimPrefix(r.URL.Path, "/folder/")
+			cw := &countingWriter{ResponseWriter: w}
+			next.ServeHTTP(cw, r)
+			served.addN(file, cw.n)
 			return
 		}
 		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/sdk") {
@@ -100,8 +132,10 @@ func counting(next http.Handler, counter *methodCounter) http.Handler {
 			}
 			if m := soapMethod(body); m != "" {
 				counter.add(m)
+				body = cbt.cbtFrontEnd(m, body, r)
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -180,10 +214,14 @@ func main() {
 	model.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword(*user, *password)}
 
 	counter := &methodCounter{counts: map[string]int{}}
+	served := &methodCounter{counts: map[string]int{}}
+	cbt := newChangeTracker()
+	simulator.Map.AddHandler(cbt)
+	model.Service.RegisterSDK(cbt.registry)
 	server := model.Service.NewServer()
 	// No client knows the URL yet (it is printed below), so swapping the
 	// handler here cannot race with a request.
-	server.Config.Handler = counting(server.Config.Handler, counter)
+	server.Config.Handler = counting(server.Config.Handler, counter, served, cbt)
 
 	count := model.Count()
 	u := *server.URL
