@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
 from ..plugin_api.context import NullProgress, ProgressReporter
-from ..plugin_api.errors import ChunkMissing, PluginError, TapirError
+from ..plugin_api.errors import ChunkCorrupt, ChunkMissing, PluginError, TapirError
 from ..plugin_api.items import ChunkRef, Extent, Item, ItemKind
 from .chunker import (
     StreamChunker,
@@ -391,6 +391,10 @@ class RecoveryPointWriter:
                 ref = reuse[index] if index < len(reuse) else None
                 if ref is not None and not parts:
                     pending.slots.append(ref)
+                elif ref is not None and self._can_merge(ref, parts, length):
+                    # Changed in part: the parent's copy completes what the source sends.
+                    data = self._merge(read, item.path, start, ref, parts)
+                    pending.slots.append(self._submit(self._store_disk, data))
                 else:
                     # Changed, or no usable parent chunk: read the whole chunk.
                     data = self._read(read, item.path, start, length)
@@ -563,6 +567,26 @@ class RecoveryPointWriter:
                 f"expected {length}"
             )
         return bytes(data)
+
+    def _can_merge(self, ref: ChunkRef, parts: list[Extent], length: int) -> bool:
+        if sum(p.length for p in parts) >= length:
+            return False  # every byte changed: nothing to take from the parent
+        return ref.id is None or self.repo.store.random_reads
+
+    def _merge(
+        self, read: DiskReadFn, path: bytes, start: int, ref: ChunkRef, parts: list[Extent]
+    ) -> bytes:
+        """The parent's chunk (verified) with the changed ``parts`` read from the source."""
+        if ref.id is None:
+            buf = bytearray(ref.length)
+        else:
+            buf = bytearray(self.repo.load_chunk(ref.id))
+            if len(buf) != ref.length:
+                raise ChunkCorrupt(ref.id, f"holds {len(buf)} bytes, the parent lists {ref.length}")
+        for part in parts:
+            rel = part.offset - start
+            buf[rel : rel + part.length] = self._read(read, path, part.offset, part.length)
+        return bytes(buf)
 
     def _read_parts(
         self, read: DiskReadFn, path: bytes, start: int, length: int, parts: list[Extent]

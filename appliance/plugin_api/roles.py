@@ -197,6 +197,13 @@ class WriteSession(ABC):
 class MediaStore(ABC):
     """An opened pool medium: a content-addressed store of sealed chunk blobs and manifests."""
 
+    #: Whether :meth:`get_chunk` is cheap enough to call in the middle of a backup.
+    #: The engine then completes a disk chunk that changed only in part from the
+    #: parent's copy of it, so an incremental reads only the changed bytes from the
+    #: source. A medium that must position or mount for a read (tape) says False;
+    #: the engine then reads the whole chunk from the source.
+    random_reads: bool = True
+
     @abstractmethod
     def get_config(self, name: str) -> bytes | None:
         """A small named file of the medium (format, wrapped keys), or None."""

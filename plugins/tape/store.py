@@ -170,6 +170,9 @@ class TapeMediaPlugin(MediaPlugin):
 class TapeStore(MediaStore):
     """An opened tape pool: the index, the library and at most one write session."""
 
+    # Reading a chunk means mounting and positioning a cartridge: never mid-backup.
+    random_reads = False
+
     def __init__(
         self, pool: PoolInfo, ctx: PluginContext, settings: PoolSettings, index: TapeIndex
     ) -> None:

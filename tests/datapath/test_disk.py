@@ -8,7 +8,7 @@ import pytest
 
 from tapir.appliance.datapath.reader import RecoveryPointReader
 from tapir.appliance.datapath.repository import Repository
-from tapir.appliance.plugin_api.errors import PluginError
+from tapir.appliance.plugin_api.errors import ChunkCorrupt, PluginError
 from tapir.appliance.plugin_api.items import ChunkRef, Extent, Item, ItemKind
 from tapir.appliance.plugin_api.testing.memory_store import MemoryStore
 
@@ -131,6 +131,57 @@ def test_incremental_is_a_synthetic_full(repo: Repository, store: MemoryStore) -
     assert report.chunks_unreferenced >= 1  # the replaced chunks went
     assert RecoveryPointReader(repo, incremental.id).open(item).read() == bytes(changed)
     assert repo.verify().ok
+
+
+def _changed_disk(repo: Repository, seed: int):
+    rng = random.Random(seed)
+    data, allocated = make_disk(rng)
+    _, full = backup_disk(repo, Disk(data), allocated)
+    changed = bytearray(data)
+    # Inside one chunk, across a chunk boundary, and in a chunk that was a hole.
+    changes = [Extent(5, 10), Extent(21 * CS - 3, 6), Extent(33 * CS, 100)]
+    for ext in changes:
+        changed[ext.offset : ext.end] = rng.randbytes(ext.length)
+    return full, changed, changes
+
+
+def test_incremental_reads_only_the_changed_bytes(repo: Repository) -> None:
+    full, changed, changes = _changed_disk(repo, 14)
+    disk = Disk(changed)
+    sink, incremental = backup_disk(repo, disk, changes, full, disk_item(repo, full))
+    # The parent's copy of each touched chunk (from the pool, verified) completes it.
+    assert sorted(disk.reads) == [(5, 10), (21 * CS - 3, 3), (21 * CS, 3), (33 * CS, 100)]
+    assert sink.bytes_read == 10 + 6 + 100
+    item = disk_item(repo, incremental)
+    assert RecoveryPointReader(repo, incremental).open(item).read() == bytes(changed)
+
+
+def test_on_a_medium_without_random_reads_changed_chunks_are_read_whole(
+    repo: Repository, store: MemoryStore
+) -> None:
+    full, changed, changes = _changed_disk(repo, 15)
+    store.random_reads = False  # as a tape pool: no parent chunk read mid-backup
+    disk = Disk(changed)
+    _, incremental = backup_disk(repo, disk, changes, full, disk_item(repo, full))
+    # Chunk 33 was a hole in the parent: zeros complete it, no medium read needed.
+    assert sorted(disk.reads) == [(0, CS), (20 * CS, CS), (21 * CS, CS), (33 * CS, 100)]
+    item = disk_item(repo, incremental)
+    assert RecoveryPointReader(repo, incremental).open(item).read() == bytes(changed)
+
+
+def test_a_damaged_parent_chunk_fails_the_incremental_naming_it(
+    repo: Repository, store: MemoryStore
+) -> None:
+    full, changed, changes = _changed_disk(repo, 16)
+    parent_item = disk_item(repo, full)
+    damaged = parent_item.chunks[0].id
+    assert damaged is not None
+    blob = bytearray(store.get_chunk(damaged))
+    blob[-1] ^= 0xFF
+    store._chunks[damaged] = bytes(blob)
+    with pytest.raises(ChunkCorrupt) as caught:
+        backup_disk(repo, Disk(changed), changes, full, parent_item)
+    assert caught.value.chunk_id == damaged
 
 
 def test_incremental_with_resized_disk_rereads_what_moved(repo: Repository) -> None:

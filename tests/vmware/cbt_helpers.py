@@ -23,7 +23,6 @@ from .vm_disks import KiB, MiB
 CBT_BLOCK = 64 * KiB
 CBT_WINDOW = 8 * MiB
 #: The engine's fixed disk chunk (appliance/datapath/chunker.py).
-DISK_CHUNK = 4 * MiB
 
 
 def served_bytes(vcsim: Vcsim, file_suffix: str = "-flat.vmdk") -> int:
@@ -52,12 +51,6 @@ def changed_blocks(before: bytes, after: bytes) -> list[int]:
         for i in range(0, len(after), CBT_BLOCK)
         if before[i : i + CBT_BLOCK] != after[i : i + CBT_BLOCK]
     ]
-
-
-def chunk_bytes_touched(offsets: list[int], size: int) -> int:
-    """What an incremental reads: the engine re-reads each whole chunk a change touches."""
-    chunks = {o // DISK_CHUNK for o in offsets}
-    return sum(min(DISK_CHUNK, size - c * DISK_CHUNK) for c in chunks)
 
 
 def overwrite(data: bytes, offset: int, new: bytes) -> bytes:
