@@ -31,6 +31,7 @@ check restic restic                                     # benchmark peers
 check borg borgbackup
 check go golang-go                                      # builds the vcsim test program
 check /usr/share/gocode/src/github.com/vmware/govmomi/simulator golang-github-vmware-govmomi-dev  # vSphere simulator
+check /usr/bin/chromium chromium                          # browser tests of the web panel (Playwright)
 check nbdkit nbdkit                                     # VDDK transport (vmware plugin)
 check /usr/include/nbdkit-plugin.h nbdkit-plugin-dev    # builds the vddk plugin stand-in
 

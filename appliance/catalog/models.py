@@ -346,3 +346,6 @@ class Device(Base):
     drive_number: Mapped[int | None] = mapped_column(Integer)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+from . import web_models as web_models  # noqa: E402  (the panel's tables, same metadata)

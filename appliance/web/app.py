@@ -14,15 +14,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, url_for
+from flask import Flask, render_template, url_for
 from flask.json.provider import DefaultJSONProvider
-from flask_wtf.csrf import CSRFProtect
+from flask_wtf.csrf import CSRFError
 from werkzeug.routing import BuildError
+from werkzeug.wrappers import Response
 
 from ..engine.service import Appliance
 from ..plugin_manager import PluginFailure, PluginRegistry
-from . import auth, filters
-from .views import api, dashboard, health
+from . import auth, filters, roles
+from .ratelimit import LoginLimiter
+from .views import account, api, audit, dashboard, health, jobs, pools, retention
 from .views import auth as auth_views
 
 log = logging.getLogger(__name__)
@@ -79,19 +81,33 @@ def create_app(appliance: Appliance, **config: Any) -> Flask:
     )
     app.config.update(config)
     app.extensions["tapir.appliance"] = appliance
-    CSRFProtect(app)
+    app.extensions.setdefault("tapir.login_limiter", LoginLimiter())
     auth.install(app)
     filters.install(app)
-    for bp in (health.bp, auth_views.bp, dashboard.bp, api.bp):
+    blueprints = (health.bp, auth_views.bp, account.bp, dashboard.bp, api.bp)
+    for bp in (*blueprints, jobs.bp, pools.bp, retention.bp, audit.bp):
         app.register_blueprint(bp)
     _add_plugin_blueprints(app, appliance.registry)
-    menu = [{"label": "Dashboard", "endpoint": "dashboard.index"}]
+    menu = [
+        {"label": "Dashboard", "endpoint": "dashboard.index"},
+        {"label": "Jobs", "endpoint": "jobs.index"},
+        {"label": "Pools", "endpoint": "pools.index"},
+        {"label": "Retention", "endpoint": "retention.index"},
+        {"label": "Audit log", "endpoint": "audit.index"},
+    ]
     menu += _plugin_menu_items(appliance.registry)
     app.extensions["tapir.menu"] = menu
 
+    @app.errorhandler(CSRFError)
+    def _csrf_failed(exc: CSRFError) -> tuple[Response | str, int]:
+        if auth.wants_json():
+            return auth.json_error(f"CSRF check failed: {exc.description}", 400), 400
+        return render_template("error.html", message=exc.description), 400
+
     @app.context_processor
     def _menu() -> dict[str, Any]:
-        return {"menu": _resolved_menu(app), "current_user": auth.current_user()}
+        user = auth.current_user()
+        return {"menu": _resolved_menu(app, user), "current_user": user}
 
     return app
 
@@ -133,12 +149,16 @@ def _plugin_menu_items(registry: PluginRegistry) -> list[dict[str, str]]:
     return items
 
 
-def _resolved_menu(app: Flask) -> list[dict[str, str]]:
+def _resolved_menu(app: Flask, user: auth.CurrentUser | None) -> list[dict[str, str]]:
     resolved = []
     for item in app.extensions["tapir.menu"]:
         try:
-            resolved.append({"label": item["label"], "url": url_for(item["endpoint"])})
+            url = url_for(item["endpoint"])
         except BuildError:
             # An entry naming an endpoint that does not exist is left out, not fatal.
             continue
+        # A page the user's role cannot open is not offered.
+        needed = roles.needed_role(app.view_functions.get(item["endpoint"]), "GET")
+        if user is not None and roles.allows(user.role, needed):
+            resolved.append({"label": item["label"], "url": url})
     return resolved

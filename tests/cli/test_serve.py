@@ -91,7 +91,14 @@ def test_serve_panel_worker_and_clean_stop(tapir, home: Path, tmp_path: Path) ->
         form = urllib.parse.urlencode(
             {"username": "admin", "password": password, "csrf_token": token, "next": ""}
         ).encode()
-        dashboard = opener.open(f"{base}/login", data=form, timeout=10).read().decode()
+        first_run = opener.open(f"{base}/login", data=form, timeout=10)
+        assert first_run.url.endswith("/account/password")  # the generated one must go
+        token = re.search(r'name="csrf_token" value="([^"]+)"', first_run.read().decode()).group(1)
+        new = "a longer password of my own"
+        form = urllib.parse.urlencode(
+            {"current": password, "new": new, "repeat": new, "csrf_token": token}
+        ).encode()
+        dashboard = opener.open(f"{base}/account/password", data=form, timeout=10).read().decode()
         assert "Runs of the last 24 hours" in dashboard and "docs" in dashboard
 
         queued = tapir("job", "run", "docs", "--queue").stdout

@@ -1,4 +1,5 @@
-"""The dashboard: runs of the last 24 hours, pools and their usage, jobs and their next run."""
+"""The dashboard: runs of the last 24 hours (failures first), pools and their usage, jobs
+and the next scheduled runs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, render_template
 
+from ...catalog.models import RunState
 from ...cli.records import job_listing, pool_listing, run_listing
 from ..auth import appliance
 
@@ -19,9 +21,11 @@ def index() -> str:
     """The landing page after login."""
     app = appliance()
     since = datetime.now(UTC) - RECENT
+    runs = run_listing(app, limit=500, since=since)
+    # Failures first: they are what the operator came to see (newest first within each).
+    runs.sort(key=lambda r: r["state"] != RunState.FAILED)
+    jobs = job_listing(app)
+    upcoming = sorted((j for j in jobs if j["next_run_at"]), key=lambda j: j["next_run_at"])
     return render_template(
-        "dashboard.html",
-        runs=run_listing(app, limit=500, since=since),
-        pools=pool_listing(app),
-        jobs=job_listing(app),
+        "dashboard.html", runs=runs, pools=pool_listing(app), jobs=jobs, upcoming=upcoming
     )

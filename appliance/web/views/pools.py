@@ -1,0 +1,50 @@
+"""Pool pages: the list with usage, and creating a pool with its media plugin's options."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from ...cli.records import pool_listing
+from ...plugin_api.errors import TapirError
+from .. import actions, option_forms
+from ..auth import appliance
+from ..roles import requires
+
+bp = Blueprint("pools", __name__, url_prefix="/pools")
+
+
+@bp.get("/")
+def index() -> str:
+    """Every pool with its usage and dedup ratio."""
+    return render_template("pools.html", pools=pool_listing(appliance()))
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@requires("admin")
+def new() -> str | Response | tuple[str, int]:
+    """Create a pool; the form shows the chosen media plugin's own options."""
+    app = appliance()
+    form = request.form if request.method == "POST" else request.args
+    media = form.get("media") or "disk"
+    try:
+        specs = actions.pool_specs(app, media)
+    except KeyError as exc:
+        return str(exc.args[0]), 404
+    page = {
+        "media_plugins": sorted(app.registry.media),
+        "media": media,
+        "fields": option_forms.fields(specs, request.form if request.method == "POST" else None),
+        "policies": app.retention_policies(),
+        "compressions": actions.COMPRESSIONS,
+        "form": form,
+    }
+    if request.method == "GET" or request.form.get("action") == "refresh":
+        return render_template("pool_new.html", **page)
+    try:
+        record = actions.create_pool(app, request.form, option_forms.from_form(specs, request.form))
+    except (ValueError, KeyError, TapirError, OSError) as exc:
+        flash(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc), "error")
+        return render_template("pool_new.html", **page), 400
+    flash(f"Pool {record['name']} created.", "ok")
+    return redirect(url_for("pools.index"))
