@@ -81,6 +81,8 @@ class VirtualMachine:
     guest: str | None
     disks: tuple[VirtualDisk, ...]
     custom_attributes: dict[str, str] = field(default_factory=dict)
+    #: vSphere tags, as NAME and CATEGORY:NAME (filled from the vAPI service, see .tags).
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ images downloaded) go the other way (see :mod:`.restore`).
 
 from __future__ import annotations
 
+import dataclasses
+
 from tapir.appliance.plugin_api import (
     AssetInfo,
     BackupRequest,
@@ -29,6 +31,7 @@ from .inventory import Inventory, VirtualMachine, collect
 from .options import ENDPOINT_OPTIONS, connection_settings
 from .restore import restore as restore_vm
 from .restore_options import RESTORE_OPTIONS
+from .tags import TagServiceUnavailable, vm_tags
 
 JOB_OPTIONS = [
     OptionSpec(
@@ -59,6 +62,7 @@ def vm_asset(vm: VirtualMachine) -> AssetInfo:
             "guest": vm.guest,
             "disks": [d.as_dict() for d in vm.disks],
             "custom_attributes": dict(vm.custom_attributes),
+            "tags": list(vm.tags),
         },
     )
 
@@ -98,6 +102,16 @@ class VmwarePlugin(HypervisorPlugin):
         settings = connection_settings(self._endpoint(endpoint), ctx)
         with connection.session(settings) as si:
             inv = collect(si.content)
+        try:
+            tagged = vm_tags(settings)
+        except TagServiceUnavailable as exc:
+            ctx.logger.warning(
+                "endpoint %s: VMs discovered without their tags: %s", endpoint.name, exc
+            )
+        else:
+            inv.vms = [
+                dataclasses.replace(vm, tags=tuple(tagged.get(vm.moref, ()))) for vm in inv.vms
+            ]
         for reason in inv.skipped:
             ctx.logger.warning("endpoint %s: VM skipped: %s", endpoint.name, reason)
         return inv

@@ -11,7 +11,8 @@
 // made (for example that discovery used a single RetrieveProperties), and
 // GET /tapir/served with the bytes served per datastore file (/folder/...), so
 // tests can prove how much of a disk a backup read. Changed Block Tracking,
-// which the simulator lacks, is added in cbt.go.
+// which the simulator lacks, is added in cbt.go. The vAPI REST service (tags)
+// is govmomi's own vapi simulator, served under /rest.
 package main
 
 import (
@@ -42,6 +43,8 @@ import (
 	"time"
 
 	"github.com/vmware/govmomi/simulator"
+	// Registers the vAPI REST endpoints (tagging) under /rest for a VPX model.
+	_ "github.com/vmware/govmomi/vapi/simulator"
 )
 
 // methodCounter counts SOAP calls by method name.
@@ -218,6 +221,7 @@ func main() {
 	cbt := newChangeTracker()
 	simulator.Map.AddHandler(cbt)
 	model.Service.RegisterSDK(cbt.registry)
+	model.Service.RegisterEndpoints = true
 	server := model.Service.NewServer()
 	// No client knows the URL yet (it is printed below), so swapping the
 	// handler here cannot race with a request.
