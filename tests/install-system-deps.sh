@@ -31,6 +31,12 @@ check restic restic                                     # benchmark peers
 check borg borgbackup
 check go golang-go                                      # builds the vcsim test program
 check /usr/share/gocode/src/github.com/vmware/govmomi/simulator golang-github-vmware-govmomi-dev  # vSphere simulator
+check libvirtd libvirt-daemon                          # libvirt plugin tests: a private libvirtd
+check /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so libvirt-daemon-driver-qemu
+check qemu-system-x86_64 qemu-system-x86                # the domains the libvirt tests back up
+check /usr/include/libvirt/libvirt.h libvirt-dev       # builds libvirt-python
+check pkg-config pkg-config
+check nbdinfo libnbd-bin
 check /usr/bin/chromium chromium                          # browser tests of the web panel (Playwright)
 check nbdkit nbdkit                                     # VDDK transport (vmware plugin)
 check /usr/include/nbdkit-plugin.h nbdkit-plugin-dev    # builds the vddk plugin stand-in

@@ -153,8 +153,9 @@ def job_create(
         )
     selection: dict[str, Any] | None = None
     if rules or exclude_rules:
-        include = [*rules, *(f"asset={a}" for a in assets)]
-        selection = RuleSet.parse(include, exclude_rules, discover).as_selection()
+        # Not "include": that name holds the files plugin's --include globs below.
+        rule_texts = [*rules, *(f"asset={a}" for a in assets)]
+        selection = RuleSet.parse(rule_texts, exclude_rules, discover).as_selection()
     elif assets:
         selection = {"assets": list(assets)}
     # Relative paths mean the operator's working folder; the job runs elsewhere later.

@@ -59,6 +59,9 @@ def test_create_show_change_preview_and_run(tapir: Callable[..., Result], hv: Hv
         "--exclude", "power_state=poweredOff",
     )  # fmt: skip
     assert created.exit_code == 0, created.output
+    # The rules are the job's selection, not also a plugin option named "include".
+    [listed] = [j for j in json.loads(tapir("job", "list", "--json").stdout) if j["name"] == "prod"]
+    assert "include" not in listed["options"], listed
     shown = json.loads(tapir("job", "rules", "prod", "--json").stdout)
     assert shown == {
         "job": "prod",
