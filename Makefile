@@ -8,9 +8,9 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 export TAPIR_HOME ?= $(CURDIR)/var/tapir
 
-.PHONY: run test test-slow test-all lint bench venv system-deps clean
+.PHONY: run test test-slow test-all lint bench venv runtime-deps system-deps clean
 
-$(VENV)/.installed: pyproject.toml setup.py
+$(VENV)/.installed: pyproject.toml setup.py | runtime-deps
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Tapir needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -27,7 +27,11 @@ run: venv
 	$(VENV)/bin/tapir init
 	$(VENV)/bin/tapir serve --host $(HOST) --port $(PORT)
 
-system-deps:
+## runtime-deps: the Debian packages the appliance needs to install and run (libvirt-dev...)
+runtime-deps:
+	bash image/install-runtime-deps.sh
+
+system-deps: runtime-deps
 	bash tests/install-system-deps.sh
 
 ## test: the whole suite (fast tier); CI runs exactly this
