@@ -40,6 +40,15 @@ check nbdinfo libnbd-bin
 check /usr/bin/chromium chromium                          # browser tests of the web panel (Playwright)
 check nbdkit nbdkit                                     # VDDK transport (vmware plugin)
 check /usr/include/nbdkit-plugin.h nbdkit-plugin-dev    # builds the vddk plugin stand-in
+check mariadbd mariadb-server                            # mariadb plugin tests: a private server
+check mariadb-backup mariadb-backup                     # physical backups (and mbstream)
+check mariadb-binlog mariadb-client                     # binlog archiving, dumps, replay
+check mkntfs ntfs-3g                                    # imagefs tests: NTFS test disks (mkntfs, ntfscp)
+check mkfs.xfs xfsprogs                                 # imagefs tests: XFS test disks
+check mkfs.fat dosfstools                               # imagefs tests: FAT test disks
+check mcopy mtools
+check sfdisk fdisk                                      # imagefs tests: partition tables in plain files
+check mkfs.btrfs btrfs-progs                            # imagefs tests: btrfs test disks
 
 if ((${#need[@]})); then
     if [[ $(id -u) -ne 0 ]]; then

@@ -200,6 +200,11 @@ class Job(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     full_every: Mapped[int | None] = mapped_column(Integer)  # force a full after N incrementals
     max_retries: Mapped[int] = mapped_column(Integer, default=0)
+    # Scheduling (migration 0006): runs of this job at once (None or 0: no limit), and
+    # the back-off before retry N: retry_delay * 2**(N-1) seconds, at most retry_delay_max.
+    max_concurrent_runs: Mapped[int | None] = mapped_column(Integer, default=1, server_default="1")
+    retry_delay: Mapped[int] = mapped_column(Integer, default=300, server_default="300")
+    retry_delay_max: Mapped[int] = mapped_column(Integer, default=14400, server_default="14400")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     pool: Mapped[Pool] = relationship()
     retention_policy: Mapped[RetentionPolicy | None] = relationship()
@@ -220,6 +225,10 @@ class Schedule(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     last_fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: True when no zone was given: ``timezone`` follows the appliance's time zone setting.
+    zone_from_appliance: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     job: Mapped[Job] = relationship(back_populates="schedules")
 
 
@@ -252,6 +261,10 @@ class Run(Base):
     items_done: Mapped[int] = mapped_column(BigInteger, default=0)
     current: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    #: The failed run this one retries (trigger "retry").
+    retry_of_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    #: Why a queued run is not started yet ("waiting for a slot of pool p"), None otherwise.
+    waiting_for: Mapped[str | None] = mapped_column(Text)
     job: Mapped[Job | None] = relationship()
     log: Mapped[list[RunLogLine]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="RunLogLine.id"
@@ -346,6 +359,35 @@ class Device(Base):
     drive_number: Mapped[int | None] = mapped_column(Integer)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApplianceSetting(Base):
+    """One appliance-wide setting (the time zone schedules follow...), as a JSON value."""
+
+    __tablename__ = "appliance_settings"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class NotificationTarget(Base):
+    """Where notifications go (an email address list, a webhook URL) and for which events.
+
+    The SMTP password or webhook signing secret is a sealed :class:`Secret` named
+    ``secret_name``, never a column here.
+    """
+
+    __tablename__ = "notification_targets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # email, webhook
+    events: Mapped[list[Any]] = mapped_column(default=list)  # failure, warning, success...
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)  # host, port, to / url...
+    secret_name: Mapped[str | None] = mapped_column(String(200))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 from . import web_models as web_models  # noqa: E402  (the panel's tables, same metadata)

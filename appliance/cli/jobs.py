@@ -24,7 +24,7 @@ from .progress import ProgressDisplay
 from .records import job_listing, run_duration
 from .state import CliState, pass_state
 
-LEVELS = ("auto", "full", "incremental")
+LEVELS = ("auto", "full", "incremental", "log")
 TIERS = ("daily", "weekly", "monthly", "yearly")
 
 
@@ -52,6 +52,11 @@ def job() -> None:
     help="Leave out assets matching a rule (KIND=VALUE) or paths matching a glob (repeat).",
 )
 @click.option("--schedule", metavar="CRON", help="Cron expression, e.g. '0 2 * * *'.")
+@click.option(
+    "--timezone",
+    metavar="ZONE",
+    help="Zone of the schedule [default: the appliance's, followed when it changes].",
+)
 @click.option("--retention", metavar="POLICY", help="Retention policy name.")
 @click.option("--endpoint", metavar="NAME", help="Registered endpoint (vCenter...) to back up.")
 @click.option("--asset", "assets", multiple=True, metavar="NAME", help="Only this asset (repeat).")
@@ -85,6 +90,7 @@ def job_create(
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     schedule: str | None,
+    timezone: str | None,
     retention: str | None,
     endpoint: str | None,
     assets: tuple[str, ...],
@@ -135,6 +141,7 @@ def job_create(
             max_age_days=max_age,
             tier=tier,
             schedule=schedule,
+            timezone=timezone,
             retention=retention,
         )
         click.echo(f"created copy job {copy_job.name} ({copy_from} -> {pool})")
@@ -171,6 +178,7 @@ def job_create(
         pool,
         options=opts,
         schedule=schedule,
+        timezone=timezone,
         retention=retention,
         endpoint=endpoint,
         selection=selection,
@@ -358,3 +366,89 @@ def job_run(state: CliState, name: str, level: str, queue: bool) -> None:
         click.echo(f"warnings: see 'tapir run show {run.id} --log'")
     if run.state in (RunState.FAILED, RunState.CANCELED):
         raise click.ClickException(f"run {run.id} {run.state}: {run.error or 'see its log'}")
+
+
+@job.command("edit")
+@click.argument("name")
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Plugin option (repeat); the given options replace all of them.",
+)
+@click.option("--schedule", metavar="CRON", help="Cron expression, e.g. '0 2 * * *'.")
+@click.option("--no-schedule", is_flag=True, help="Remove the schedule (manual runs only).")
+@click.option("--timezone", metavar="ZONE", help="Time zone of the schedule.")
+@click.option("--pool", help="Pool new backups go to (old points stay where they are).")
+@click.option("--retention", metavar="POLICY", help="Retention policy name.")
+@click.option("--no-retention", is_flag=True, help="Use the pool's retention policy.")
+@pass_state
+def job_edit(
+    state: CliState,
+    name: str,
+    options: tuple[str, ...],
+    schedule: str | None,
+    no_schedule: bool,
+    timezone: str | None,
+    pool: str | None,
+    retention: str | None,
+    no_retention: bool,
+) -> None:
+    """Change job NAME's plugin options, schedule, pool or retention policy.
+
+    (``tapir job set`` changes its concurrency limit and retries.)
+    """
+    if schedule and no_schedule:
+        raise click.UsageError("give --schedule or --no-schedule, not both")
+    if retention and no_retention:
+        raise click.UsageError("give --retention or --no-retention, not both")
+    app = state.appliance()
+    changes: dict[str, Any] = {}
+    if options:
+        plugin = next((j.plugin for j in app.jobs() if j.name == name), None)
+        if plugin is None:
+            raise KeyError(f"no job named {name!r}")
+        changes["options"] = parse_options(options, _job_specs(state, plugin))
+    if schedule or no_schedule:
+        changes["schedule"] = schedule
+    if timezone:
+        changes["timezone"] = timezone
+    if pool:
+        changes["pool"] = pool
+    if retention or no_retention:
+        changes["retention"] = retention
+    if not changes:
+        raise click.UsageError("nothing to change (see --help)")
+    app.update_job(name, **changes)
+    click.echo(f"job {name} updated")
+
+
+@job.command("disable")
+@click.argument("name")
+@pass_state
+def job_disable(state: CliState, name: str) -> None:
+    """Disable job NAME: no scheduled runs and no manual start until enabled."""
+    state.appliance().set_job_enabled(name, False)
+    click.echo(f"job {name} disabled")
+
+
+@job.command("enable")
+@click.argument("name")
+@pass_state
+def job_enable(state: CliState, name: str) -> None:
+    """Enable job NAME again (its schedule resumes from now)."""
+    state.appliance().set_job_enabled(name, True)
+    click.echo(f"job {name} enabled")
+
+
+@job.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def job_delete(state: CliState, name: str, yes: bool) -> None:
+    """Delete job NAME; its recovery points stay (listed under their asset)."""
+    if not yes:
+        click.confirm(f"Delete job {name}?", abort=True, err=True)
+    kept = state.appliance().delete_job(name)
+    click.echo(f"deleted job {name}; its {kept} recovery point(s) stay")

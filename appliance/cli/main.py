@@ -30,6 +30,7 @@ from . import (
     backups,
     devices,
     endpoints,
+    files,
     jobs,
     maintenance,
     plugins,
@@ -37,7 +38,9 @@ from . import (
     restore,
     retention,
     runs,
+    scheduling,
     serve,
+    users,
 )
 from .state import CliState
 
@@ -169,12 +172,16 @@ BUILTIN_COMMANDS: list[click.Command] = [
     backups.backups,
     backups.ls,
     backups.find,
+    files.files,
     restore.restore,
     maintenance.verify,
     maintenance.prune,
     maintenance.gc,
     maintenance.hold,
     maintenance.unhold,
+    scheduling.settings,
+    scheduling.notify,
+    users.user,
 ]
 
 

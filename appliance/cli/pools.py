@@ -1,4 +1,5 @@
-"""``tapir pool``: create, attach, list, show and rescan pools; export and import keys."""
+"""``tapir pool``: create, attach, list, show, change, delete and rescan pools; export and
+import keys."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import click
 
 from ..engine.rescan import RescanReport
 from ..plugin_api.context import OptionSpec
+from ..plugin_api.errors import TapirError
 from .options import parse_options
 from .output import (
     format_bytes,
@@ -269,3 +271,34 @@ def _print_rescan(report: RescanReport) -> None:
             f"'tapir pool rescan {report.pool} --prune-missing' deletes those rows",
             err=True,
         )
+
+
+@pool.command("set")
+@click.argument("name")
+@click.option("--retention", metavar="POLICY", help="Retention policy of the pool.")
+@click.option("--no-retention", is_flag=True, help="Remove the pool's retention policy.")
+@pass_state
+def pool_set(state: CliState, name: str, retention: str | None, no_retention: bool) -> None:
+    """Set or remove pool NAME's retention policy (``tapir pool limit`` sets its
+    concurrency; media, folder, encryption and compression cannot change)."""
+    if bool(retention) == no_retention:
+        raise click.UsageError("give --retention POLICY or --no-retention")
+    state.appliance().update_pool(name, retention=retention)
+    click.echo(f"pool {name}: retention policy {retention or 'none'}")
+
+
+@pool.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def pool_delete(state: CliState, name: str, yes: bool) -> None:
+    """Remove pool NAME from the catalog: only when it holds no recovery point and no job
+    uses it. Its medium (folder, cartridges) is left as it is."""
+    app = state.appliance()
+    reasons = app.pool_delete_refusals(name)
+    if reasons:
+        raise TapirError(f"pool {name!r} cannot be deleted: {'; '.join(reasons)}")
+    if not yes:
+        click.confirm(f"Delete pool {name}?", abort=True, err=True)
+    app.delete_pool(name)
+    click.echo(f"deleted pool {name} (its medium was left as it is)")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -29,13 +28,12 @@ from ..datapath.repository import Repository
 from ..plugin_api.context import AssetInfo, EndpointInfo, PluginContext
 from ..plugin_api.errors import RunCanceled, TapirError
 from ..plugin_api.roles import (
-    ApplicationPlugin,
     BackupLevel,
     BackupRequest,
     HypervisorPlugin,
     SourcePlugin,
 )
-from . import runs
+from . import run_end, runs
 from .assets import jsonable, upsert_asset
 from .context import EngineContext
 from .monitor import RunMonitor
@@ -48,8 +46,6 @@ from .selection import RuleSet
 log = logging.getLogger(__name__)
 
 LEVELS = ("auto", "full", "incremental", "log")
-#: Seconds before retry N of a failed run (grows with each attempt).
-RETRY_DELAY = 60
 
 
 def choose_level(
@@ -193,8 +189,8 @@ def finish_outcome(
     monitor: RunMonitor,
     outcome: RunOutcome,
 ) -> None:
-    """Record how a backup or copy run ended, tell the plugins, and queue a retry
-    when the job asks for one."""
+    """Record how a backup or copy run ended, tell the plugins, then queue a retry and
+    notify (:mod:`.run_end`)."""
     run_id = run.id
     if outcome.state == RunState.SUCCEEDED and outcome.errors:
         outcome.state = RunState.FAILED
@@ -208,7 +204,8 @@ def finish_outcome(
     if outcome.levels:
         # "auto" becomes what was done, so the history says full or incremental.
         counters["level"] = outcome.levels[0] if len(set(outcome.levels)) == 1 else "mixed"
-    if not runs.finish_run(env.catalog, run_id, outcome.state, error, **counters):
+    recorded = runs.finish_run(env.catalog, run_id, outcome.state, error, **counters)
+    if not recorded:
         runs.log_line(
             env.catalog,
             run_id,
@@ -233,18 +230,9 @@ def finish_outcome(
             "recovery_points": list(outcome.recovery_points),
         },
     )
-    if outcome.state == RunState.FAILED and job is not None and run.attempt <= job.max_retries:
-        retry = runs.queue_run(
-            env.catalog,
-            job.id,
-            kind=run.kind,
-            level=run.level,
-            trigger="retry",
-            params={**run.params, "retry_of": run_id},
-            not_before=utcnow() + timedelta(seconds=RETRY_DELAY * run.attempt),
-            attempt=run.attempt + 1,
-        )
-        runs.log_line(env.catalog, run_id, f"retry queued as run {retry}")
+    if recorded:
+        # Once, by whoever recorded the end (crash recovery does it for runs it took).
+        run_end.run_finished(env, run_id)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -523,30 +511,12 @@ def _call_plugin(
     env.registry.call_event("tapir_before_snapshot", asset=asset, run=info)
     ok = False
     try:
-        if isinstance(plugin, ApplicationPlugin):
-            try:
-                plugin.freeze(asset, ctx)
-                result = plugin.backup(request, writer, ctx)
-                ok = True
-            finally:
-                # Thaw is due even when freeze failed half-way.
-                _thaw(plugin, asset, ctx, writer, ok)
-        else:
-            result = plugin.backup(request, writer, ctx)
-            ok = True
+        # No freeze around an application's own backup: its backup tool makes its own
+        # consistent copy (pg_basebackup, mariadb-backup), and holding a freeze for a
+        # whole transfer would stop the application. freeze/thaw serve snapshots taken
+        # by others: a hypervisor's snapshot of the guest, a consistency group.
+        result = plugin.backup(request, writer, ctx)
+        ok = True
     finally:
         env.registry.call_event("tapir_after_snapshot", asset=asset, run=info, ok=ok)
     return result
-
-
-def _thaw(
-    plugin: ApplicationPlugin, asset: AssetInfo, ctx: PluginContext, writer: Any, ok: bool
-) -> None:
-    try:
-        plugin.thaw(asset, ctx)
-    except Exception as exc:
-        if not ok:
-            log.error("thaw of %s failed after a failed backup: %s", asset.name, exc)
-            return  # the backup's own error is the one to report
-        # The data read while frozen is whole; keep the point and make the run warn.
-        writer.warn(asset.name, f"thaw failed: {describe_error(exc)}")

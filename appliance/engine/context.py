@@ -108,12 +108,19 @@ class EngineContext:
             read_secret=self.read_secret,
             store_secret=functools.partial(self.store_plugin_secret, plugin),
             audit=functools.partial(self.plugin_audit, plugin),
+            request_operator=functools.partial(self.request_operator, plugin, run_id),
             state_dir=state_dir,
             # Volumes and devices are a media plugin's business only.
             volumes=CatalogVolumeRegistry(self.catalog, self.audit, plugin) if media else None,
             devices=CatalogDeviceLookup(self.catalog) if media else None,
             catalog={"pool_info": self.pool_info},
         )
+
+    def request_operator(self, plugin: str, run_id: int | None, subject: str, body: str) -> None:
+        """A plugin's ``ctx.request_operator``: run log and ``operator-request`` targets."""
+        from .run_end import request_operator  # run_end's modules import this one
+
+        request_operator(self, plugin, run_id, subject, body)
 
     def release_run_loggers(self, run_id: int) -> None:
         """Detach and forget the loggers :meth:`plugin_context` made for a finished run."""

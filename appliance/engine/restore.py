@@ -150,12 +150,14 @@ def restore_point(
     counters = monitor.counters(monitor.progress.flush())
     counters["bytes_done"] = max(counters["bytes_done"], result.bytes_restored)
     counters["items_done"] = max(counters["items_done"], result.items_restored)
-    runs.finish_run(env.catalog, run_id, state, error, **counters)
+    # The summary goes into the log before the run ends: a page that stops polling at
+    # the end state must find it there.
     runs.log_line(
         env.catalog,
         run_id,
         f"restored {result.items_restored} items, {result.bytes_restored} bytes",
     )
+    runs.finish_run(env.catalog, run_id, state, error, **counters)
     return run_id, result
 
 

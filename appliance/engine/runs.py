@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from ..catalog.database import Catalog
-from ..catalog.models import Job, Pool, Run, RunLogLine, RunState, utcnow
+from ..catalog.models import Job, Run, RunLogLine, RunState, utcnow
+from . import limits
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 5.0
 #: A running run whose heartbeat is older than this belongs to a dead worker.
 STALE_AFTER = timedelta(minutes=2)
-#: How many queued runs one claim looks at (runs of full pools are passed over).
+#: How many queued runs one claim looks at (runs held back by a limit are passed over).
 _CLAIM_BATCH = 50
 _LEVELS = {
     "DEBUG": logging.DEBUG,
@@ -79,8 +80,9 @@ def queue_run(
     params: dict[str, Any] | None = None,
     not_before: datetime | None = None,
     attempt: int = 1,
+    retry_of: int | None = None,
 ) -> int:
-    """Add a queued run; returns its id."""
+    """Add a queued run; returns its id. ``retry_of`` links a retry to the failed run."""
     with catalog.session() as s:
         run = Run(
             job_id=job_id,
@@ -90,6 +92,7 @@ def queue_run(
             params=params or {},
             not_before=not_before,
             attempt=attempt,
+            retry_of_id=retry_of,
             state=RunState.QUEUED,
             queued_at=utcnow(),
         )
@@ -101,14 +104,15 @@ def queue_run(
 def claim_next_run(catalog: Catalog, worker: str, now: datetime | None = None) -> int | None:
     """Move the oldest runnable queued run to 'running' for ``worker``; its id or None.
 
-    Runnable: ``not_before`` has passed and the job's pool is below its
-    ``max_concurrent_runs``.
+    Runnable: ``not_before`` has passed and neither its job nor its pool is at its
+    ``max_concurrent_runs`` (see :mod:`.limits`). A run held back says so once in its
+    log ("waiting for ...") and in ``Run.waiting_for``, and starts when a slot frees.
     """
     now = now or utcnow()
     pg = catalog.is_postgresql
     with catalog.session() as s:
         q = (
-            select(Run.id, Job.pool_id)
+            select(Run.id, Run.job_id, Job.pool_id, Run.waiting_for)
             .outerjoin(Job, Run.job_id == Job.id)
             .where(Run.state == RunState.QUEUED)
             .where((Run.not_before.is_(None)) | (Run.not_before <= now))
@@ -117,12 +121,14 @@ def claim_next_run(catalog: Catalog, worker: str, now: datetime | None = None) -
         )
         if pg:
             q = q.with_for_update(skip_locked=True, of=Run)
-        full_pools: set[int] = set()
-        for run_id, pool_id in s.execute(q).all():
-            if pool_id is not None and pool_id in full_pools:
-                continue
-            if pool_id is not None and not _pool_has_room(s, pool_id, pg):
-                full_pools.add(pool_id)
+        held: dict[tuple[int | None, int | None], limits.Verdict] = {}
+        for run_id, job_id, pool_id, was_waiting in s.execute(q).all():
+            key = (job_id, pool_id)
+            verdict = held.get(key) or limits.check(s, job_id, pool_id, lock=pg)
+            if not verdict.runnable:
+                held[key] = verdict
+                if verdict.waiting_for and verdict.waiting_for != was_waiting:
+                    _set_waiting(s, run_id, verdict.waiting_for, now)
                 continue
             result = s.execute(
                 update(Run)
@@ -132,6 +138,7 @@ def claim_next_run(catalog: Catalog, worker: str, now: datetime | None = None) -
                     worker=worker,
                     started_at=now,
                     heartbeat_at=now,
+                    waiting_for=None,
                 )
                 .execution_options(synchronize_session=False)
             )
@@ -140,24 +147,16 @@ def claim_next_run(catalog: Catalog, worker: str, now: datetime | None = None) -
         return None
 
 
-def _pool_has_room(s: Any, pool_id: int, pg: bool) -> bool:
-    q = select(Pool.max_concurrent_runs).where(Pool.id == pool_id)
-    if pg:
-        # Claims of one limited pool take turns; a pool row locked by another claimer
-        # is passed over (not waited for), so claimers can never deadlock.
-        q = q.with_for_update(skip_locked=True)
-    row = s.execute(q).first()
-    if row is None:
-        return False  # locked by another claimer right now: try again at the next poll
-    limit = row[0]
-    if not limit:
-        return True
-    running = s.scalar(
-        select(func.count(Run.id))
-        .join(Job, Run.job_id == Job.id)
-        .where(Job.pool_id == pool_id, Run.state == RunState.RUNNING)
+def _set_waiting(s: Any, run_id: int, reason: str, now: datetime) -> None:
+    # Logged when the reason changes, not at every poll, so the log stays readable.
+    s.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.state == RunState.QUEUED)
+        .values(waiting_for=reason)
+        .execution_options(synchronize_session=False)
     )
-    return int(running or 0) < limit
+    s.add(RunLogLine(run_id=run_id, level="INFO", message=reason, at=now))
+    log.info("run %s: %s", run_id, reason)
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Cron schedules: when a job's runs are due, and queuing them.
 
-Schedules are evaluated in their own time zone on the local wall clock. Daylight
-saving time follows one rule, so that a daily job never runs twice or not at all:
+Schedules are evaluated on the wall clock of their time zone: the appliance's
+(a setting, the host's zone by default; see :mod:`.appliance_settings`) unless the
+job was given one of its own. Daylight saving time follows one rule, so that a
+daily job never runs twice or not at all:
 
 - a wall time that does not exist (skipped by the spring change, e.g. 02:30 in
   Europe/Berlin on the last Sunday of March) fires once, at the instant the clock
@@ -11,7 +13,7 @@ saving time follows one rule, so that a daily job never runs twice or not at all
 
 Several fire times that collapse onto the same instant fire once. A scheduler that
 was down fires a schedule once for all the times it missed, and never queues a
-second run of a job that already has one waiting.
+second run of a job that already has one waiting (a retry in its back-off counts).
 """
 
 from __future__ import annotations

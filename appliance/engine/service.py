@@ -62,13 +62,17 @@ from ..plugin_api.errors import TapirError
 from ..plugin_api.items import Item, ItemKind
 from ..plugin_api.roles import RestoreResult
 from ..plugin_manager import PluginRegistry, load_plugins
+from . import about as about_mod
+from . import admin as admin_mod
+from . import appliance_settings, notifications, rule_assets, rule_preview, run_end, scheduler
 from . import devices as devices_mod
 from . import discovery as discovery_mod
 from . import endpoints as endpoints_mod
 from . import pools as pools_mod
+from . import protection as protection_mod
 from . import rescan as rescan_mod
-from . import rule_assets, scheduler
 from . import runs as runs_mod
+from . import users as users_mod
 from .assets import jsonable
 from .backup import LEVELS, execute_backup
 from .context import EngineContext
@@ -126,9 +130,9 @@ def local_timezone() -> str:
     return "UTC"
 
 
-def _local_zone() -> tzinfo:
+def _zone(name: str) -> tzinfo:
     try:
-        return ZoneInfo(local_timezone())
+        return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return UTC
 
@@ -585,8 +589,8 @@ class Appliance:
         endpoint: str | None = None,
     ) -> Job:
         """Create a backup job; ``schedule`` is a cron expression in ``timezone``
-        (default: the host's zone). ``endpoint`` names a registered endpoint of the
-        same plugin (a vCenter...) whose assets the job protects."""
+        (default: the appliance's zone, followed when it changes). ``endpoint`` names a
+        registered endpoint of the same plugin (a vCenter...) whose assets the job protects."""
         pools_mod.validate_name("job", name)
         source = self.registry.source_plugin(plugin)
         opts = dict(options or {})
@@ -601,7 +605,7 @@ class Appliance:
             missing = [n for n, o in specs.items() if o.required and n not in opts]
             if missing:
                 raise ValueError(f"plugin {plugin!r} needs the job option {', '.join(missing)}")
-        tz = timezone or local_timezone()
+        tz = timezone or self.timezone()
         cron = None
         if schedule:
             cron = scheduler.validate_cron(schedule)
@@ -642,6 +646,7 @@ class Appliance:
                     Schedule(
                         cron=cron,
                         timezone=tz,
+                        zone_from_appliance=timezone is None,
                         next_run_at=scheduler.next_fire(cron, tz, utcnow()),
                     )
                 )
@@ -676,8 +681,8 @@ class Appliance:
         ``jobs`` limits the copy to points of those jobs, ``max_age_days`` to points
         younger than that, ``tier`` ("daily", "weekly", "monthly", "yearly") to one
         point per period of each chain (see engine/copy.py). ``schedule`` is a cron
-        expression in ``timezone`` (default: the host's zone); ``retention`` a policy
-        for the copies (default: the target pool's).
+        expression in ``timezone`` (default: the appliance's zone, followed when it
+        changes); ``retention`` a policy for the copies (default: the target pool's).
         """
         pools_mod.validate_name("job", name)
         selection = CopySelection(
@@ -686,7 +691,7 @@ class Appliance:
             max_age_days=max_age_days,
             tier=tier,
         )
-        tz = timezone or local_timezone()
+        tz = timezone or self.timezone()
         cron = None
         if schedule:
             cron = scheduler.validate_cron(schedule)
@@ -716,6 +721,7 @@ class Appliance:
                     Schedule(
                         cron=cron,
                         timezone=tz,
+                        zone_from_appliance=timezone is None,
                         next_run_at=scheduler.next_fire(cron, tz, utcnow()),
                     )
                 )
@@ -843,7 +849,7 @@ class Appliance:
 
     def _execute(self, run: Run, worker: str, progress: ProgressListener | None) -> None:
         if run.kind == COPY_KIND:
-            execute_copy(self.env, run.id, worker, progress, tz=_local_zone())
+            execute_copy(self.env, run.id, worker, progress, tz=self.zone())
         else:
             execute_backup(self.env, run.id, worker, progress)
 
@@ -918,6 +924,8 @@ class Appliance:
         ids = runs_mod.recover_stale_runs(self.catalog)
         if ids:
             adopt_orphaned_points(self.env, ids)
+        for run_id in ids:
+            run_end.run_finished(self.env, run_id)  # retry and notify, as any failed run
         return ids
 
     def plugin_context(self, plugin: str) -> PluginContext:
@@ -925,6 +933,101 @@ class Appliance:
         if plugin not in self.registry.media and plugin not in self.registry.sources:
             raise KeyError(f"no plugin role named {plugin!r}")
         return self.env.plugin_context(plugin)
+
+    # Scheduling: time zone, limits, retries, notifications
+
+    def timezone(self) -> str:
+        """The appliance's time zone (schedules without their own follow it)."""
+        return appliance_settings.timezone(self.catalog, local_timezone())
+
+    def zone(self) -> tzinfo:
+        """The appliance's time zone as a tzinfo: GFS retention counts its calendar days."""
+        return _zone(self.timezone())
+
+    def set_timezone(self, name: str) -> int:
+        """Set the appliance's time zone; returns how many schedules moved to it."""
+        old = self.timezone()
+        moved = appliance_settings.set_timezone(self.catalog, name)
+        self._audit("settings.timezone", name.strip(), previous=old, schedules_moved=moved)
+        return moved
+
+    def set_job_limits(
+        self,
+        name: str,
+        *,
+        max_concurrent_runs: int | None = None,
+        max_retries: int | None = None,
+        retry_delay: int | None = None,
+        retry_delay_max: int | None = None,
+    ) -> Job:
+        """Change a job's concurrency limit (0: none) and retry policy; None leaves a field.
+
+        ValueError for a negative number or a delay cap below the delay (nothing saved).
+        """
+        changes = {
+            "max_concurrent_runs": max_concurrent_runs,
+            "max_retries": max_retries,
+            "retry_delay": retry_delay,
+            "retry_delay_max": retry_delay_max,
+        }
+        changes = {k: v for k, v in changes.items() if v is not None}
+        for key, value in changes.items():
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{key} must be a whole number of at least 0, not {value!r}")
+        with self.catalog.session() as s:
+            row = s.scalar(select(Job).where(Job.name == name))
+            if row is None:
+                raise KeyError(f"no job named {name!r}")
+            delay = changes.get("retry_delay", row.retry_delay)
+            cap = changes.get("retry_delay_max", row.retry_delay_max)
+            if cap < delay:
+                raise ValueError(f"retry_delay_max ({cap} s) is below retry_delay ({delay} s)")
+            for key, value in changes.items():
+                setattr(row, key, value)
+        self._audit("job.limits", name, **changes)
+        return self._job(name)
+
+    def set_pool_limit(self, name: str, max_concurrent_runs: int) -> None:
+        """How many runs may write into a pool at once (0: no limit)."""
+        if not isinstance(max_concurrent_runs, int) or max_concurrent_runs < 0:
+            raise ValueError("max_concurrent_runs must be a whole number of at least 0")
+        with self.catalog.session() as s:
+            row = s.scalar(select(Pool).where(Pool.name == name))
+            if row is None:
+                raise KeyError(f"no pool named {name!r}")
+            row.max_concurrent_runs = max_concurrent_runs or None
+        self._audit("pool.limit", name, max_concurrent_runs=max_concurrent_runs)
+
+    def add_notification_target(
+        self,
+        name: str,
+        kind: str,
+        config: dict[str, Any],
+        *,
+        events: list[str] | None = None,
+        secret: str | None = None,
+    ) -> Any:
+        """Add an email or webhook target (see engine/notifications.py); the secret is sealed."""
+        target = notifications.add_target(
+            self.env, name, kind, config, events=events, secret=secret
+        )
+        self._audit("notification.add", name, kind=kind, events=target.events, secret=bool(secret))
+        return target
+
+    def notification_targets(self) -> list[Any]:
+        """Every notification target, by name."""
+        return notifications.list_targets(self.env)
+
+    def remove_notification_target(self, name: str) -> None:
+        """Delete a target and its sealed secret."""
+        notifications.remove_target(self.env, name)
+        self._audit("notification.remove", name)
+
+    def test_notification_target(self, name: str) -> notifications.Delivery:
+        """Send a test message to one target now; the outcome says whether it arrived."""
+        delivery = notifications.send_test(self.env, name)
+        self._audit("notification.test", name, error=delivery.error)
+        return delivery
 
     # Tape devices
 
@@ -1077,6 +1180,103 @@ class Appliance:
         )
         return result
 
+    # Restores started from the web panel: in the background, and as a download
+
+    def start_restore(
+        self,
+        ref: str,
+        paths: list[bytes] | None = None,
+        *,
+        target: Path | None = None,
+        in_place: bool = False,
+        overwrite: str = "never",
+        options: dict[str, object] | None = None,
+    ) -> int:
+        """Start :meth:`restore` in a thread of this process; returns its run's id.
+
+        The run is recorded (state, progress, log) as a foreground restore records it,
+        so the caller follows it like any run; the thread's outcome is the run's state.
+        Audited like :meth:`restore`, with the run id. If this process dies, crash
+        recovery marks the run failed (its worker names this process).
+        """
+        rp = self.recovery_point(ref)
+        validate_restore_target(target, in_place, overwrite)
+        self.registry.source_plugin(rp.plugin)  # KeyError now, before a run row exists
+        worker = runs_mod.worker_name(f"restore-{os.urandom(4).hex()}")
+
+        def work() -> None:
+            try:
+                restore_point(
+                    self.env,
+                    rp.id,
+                    worker,
+                    paths,
+                    target=target,
+                    in_place=in_place,
+                    overwrite=overwrite,
+                    options=options,
+                )
+            except Exception as exc:  # recorded in the run row by restore_point
+                log.info("background restore of %s failed: %s", rp.id, exc)
+
+        # The copied context keeps the acting user for the plugin's own audit events.
+        thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(work,), name=worker, daemon=True
+        )
+        thread.start()
+        run_id = self._restore_run_of(worker, thread)
+        self._audit(
+            "restore",
+            rp.id,
+            run=run_id,
+            paths=[p.decode(errors="replace") for p in paths or []],
+            destination=str(target) if target else None,
+            in_place=in_place,
+            overwrite=overwrite,
+            options=dict(options or {}),
+        )
+        return run_id
+
+    def _restore_run_of(self, worker: str, thread: threading.Thread) -> int:
+        # restore_point records its run before any slow step: wait for that row.
+        pause = threading.Event()
+        while True:
+            alive = thread.is_alive()
+            with self.catalog.session() as s:
+                run_id = s.scalar(select(Run.id).where(Run.worker == worker))
+            if run_id is not None:
+                return int(run_id)
+            if not alive:
+                raise TapirError("the restore ended before it was recorded; see the log")
+            pause.wait(0.02)
+
+    @contextmanager
+    def point_source(
+        self, ref: str, paths: list[bytes] | None = None
+    ) -> Iterator[tuple[RecoveryPoint, Any]]:
+        """A recovery point and a reader of its items and verified data (a RestoreSource).
+
+        For restores that leave the appliance as a stream (the panel's download of
+        ``paths``): KeyError naming the paths the point does not hold, else audited
+        as a restore with destination "download".
+        """
+        from .restore import _missing_paths
+
+        rp = self.recovery_point(ref)
+        with pools_mod.open_repository(self.env, rp.pool) as repo:
+            manifest = repo.read_manifest(rp.id)
+            missing = _missing_paths(repo, manifest, paths or [])
+            if missing:
+                shown = ", ".join(p.decode("utf-8", "backslashreplace") for p in missing)
+                raise KeyError(f"not in recovery point {rp.id}: {shown}")
+            self._audit(
+                "restore",
+                rp.id,
+                paths=[p.decode(errors="replace") for p in paths or []],
+                destination="download",
+            )
+            yield rp, self.env.reader_factory(repo, manifest)
+
     def verify(self, ref_or_pool: str, progress: ProgressListener | None = None) -> VerifyReport:
         """Re-read and check every chunk of a recovery point, or of a whole pool."""
         reporter = RunProgress(None, "verify", listener=progress)
@@ -1094,7 +1294,7 @@ class Appliance:
 
     def prune(self, dry_run: bool = True, job: str | None = None) -> PrunePlan:
         """Apply retention; a dry run only returns the plan."""
-        plan = prune_points(self.env, dry_run=dry_run, job=job, tz=_local_zone())
+        plan = prune_points(self.env, dry_run=dry_run, job=job, tz=self.zone())
         if not dry_run:
             deleted = [d.recovery_point_id for d in plan.decisions if not d.keep]
             self._audit("prune", job or "*", deleted=deleted)
@@ -1126,6 +1326,78 @@ class Appliance:
             )
         return report
 
+    # Files inside image backups (appliance/imagefs): browse, find, restore, download
+
+    @contextmanager
+    def image_files(self, ref: str) -> Iterator[Any]:
+        """The file systems in a recovery point's disk images (an ``imagefs.PointFiles``).
+
+        The point's pool stays open while the context lasts; only the chunks that a
+        listing or a read touches are loaded from it.
+        """
+        from ..imagefs import PointFiles
+
+        rp = self.recovery_point(ref)
+        with pools_mod.open_repository(self.env, rp.pool) as repo:
+            source = self.env.reader_factory(repo, repo.read_manifest(rp.id))
+            yield PointFiles(source, label=f"recovery point {rp.id}")
+
+    def restore_image_files(
+        self, ref: str, addresses: list[str], target: Path, *, overwrite: bool = False
+    ) -> Any:
+        """Restore files or folders (``DISK:VOLUME/PATH``) of an image point into ``target``.
+
+        Returns an ``imagefs.extract.ExtractReport``; nothing is overwritten unless asked.
+        """
+        from ..imagefs import parse_address
+        from ..imagefs.extract import extract
+
+        parsed = [parse_address(a) for a in addresses]
+        with self.image_files(ref) as files:
+            rp_id = self.recovery_point(ref).id
+            for address in parsed:
+                files.stat(address)  # a typo fails before anything is audited or written
+            self._audit(
+                "restore.image_files",
+                rp_id,
+                paths=addresses,
+                destination=str(target),
+                overwrite=overwrite,
+            )
+            return extract(files, parsed, Path(target), overwrite=overwrite)
+
+    def image_archive(self, ref: str, addresses: list[str], fmt: str = "tar") -> Iterator[bytes]:
+        """Files or folders of an image point as a ``tar`` or ``zip`` stream, or one file as is.
+
+        ``fmt`` is ``tar``, ``zip`` or ``file`` (one regular file's bytes).
+
+        The addresses are checked before this returns (bad input raises here); the
+        stream then reads the point as it is consumed.
+        """
+        from ..imagefs import parse_address
+        from ..imagefs.archive import FORMATS, archive_stream
+        from ..imagefs.selection import check_addresses
+
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown archive format {fmt!r} (choose {', '.join(FORMATS)})")
+        parsed = [parse_address(a) for a in addresses]
+        check_addresses(parsed)
+        if fmt == "file" and len(parsed) != 1:
+            raise ValueError("a plain file download takes exactly one address")
+        rp_id = self.recovery_point(ref).id
+        with self.image_files(rp_id) as files:
+            for address in parsed:
+                entry = files.stat(address)
+                if fmt == "file" and entry.kind != "file":
+                    raise ValueError(f"{address} is a {entry.kind}; download it as tar or zip")
+        self._audit("download.image_files", rp_id, paths=addresses, format=fmt)
+
+        def stream() -> Iterator[bytes]:
+            with self.image_files(rp_id) as files:
+                yield from archive_stream(files, parsed, fmt)
+
+        return stream()
+
     def set_legal_hold(self, ref: str, hold: bool) -> None:
         """Place or lift a legal hold: a held point is never pruned."""
         rp = self.recovery_point(ref)
@@ -1135,6 +1407,112 @@ class Appliance:
                 raise KeyError(f"no recovery point {ref!r}")
             row.legal_hold = hold
         self._audit("hold" if hold else "unhold", rp.id)
+
+    # Administration: editing and removing pools, policies, jobs and users (engine/admin.py,
+    # engine/users.py), protection state (engine/protection.py), appliance information.
+
+    def update_pool(
+        self,
+        name: str,
+        *,
+        retention: str | admin_mod.Keep | None = admin_mod.KEEP,
+        max_concurrent_runs: int | admin_mod.Keep | None = admin_mod.KEEP,
+    ) -> Pool:
+        """Set or clear (None) a pool's retention policy and concurrency limit."""
+        changes = admin_mod.update_pool(
+            self.env, name, retention=retention, max_concurrent_runs=max_concurrent_runs
+        )
+        if changes.fields:
+            self._audit("pool.update", name, **changes.audit_details())
+        return self._pool(name)
+
+    def pool_delete_refusals(self, name: str) -> list[str]:
+        """Why the pool cannot be deleted now (empty: it can)."""
+        return admin_mod.pool_users(self.env, name)
+
+    def delete_pool(self, name: str) -> None:
+        """Remove an empty, unused pool from the catalog (its medium's files stay)."""
+        pool = admin_mod.delete_pool(self.env, name)
+        self._audit("pool.delete", name, media=pool.media, options=dict(pool.options or {}))
+
+    def update_retention_policy(self, name: str, **rules: int | None) -> RetentionPolicy:
+        """Replace a policy's rules (a rule not given is cleared)."""
+        changes = admin_mod.update_retention_policy(self.env, name, rules)
+        if changes.fields:
+            self._audit("retention.update", name, **changes.audit_details())
+        return next(p for p in self.retention_policies() if p.name == name)
+
+    def delete_retention_policy(self, name: str) -> None:
+        """Delete a policy no pool or job uses (TapirError naming them otherwise)."""
+        admin_mod.delete_retention_policy(self.env, name)
+        self._audit("retention.delete", name)
+
+    def update_job(
+        self,
+        name: str,
+        *,
+        options: dict[str, Any] | admin_mod.Keep = admin_mod.KEEP,
+        schedule: str | admin_mod.Keep | None = admin_mod.KEEP,
+        timezone: str | None = None,
+        pool: str | admin_mod.Keep = admin_mod.KEEP,
+        retention: str | admin_mod.Keep | None = admin_mod.KEEP,
+    ) -> Job:
+        """Change a job's options (replaced whole), schedule (None: none), pool or policy."""
+        changes = admin_mod.update_job(
+            self.env,
+            name,
+            options=options,
+            schedule=schedule,
+            timezone=timezone,
+            pool=pool,
+            retention=retention,
+            default_timezone=self.timezone(),
+        )
+        if changes.fields:
+            self._audit("job.update", name, **changes.audit_details())
+        return self._job(name)
+
+    def set_job_enabled(self, name: str, enabled: bool) -> None:
+        """Enable or disable a job (a disabled job is neither scheduled nor startable)."""
+        if admin_mod.set_job_enabled(self.env, name, enabled):
+            self._audit("job.enable" if enabled else "job.disable", name)
+
+    def delete_job(self, name: str) -> int:
+        """Delete a job; its recovery points stay. Returns how many it leaves."""
+        points = admin_mod.delete_job(self.env, name)
+        self._audit("job.delete", name, recovery_points_kept=points)
+        return points
+
+    def preview_rules(self, name: str, include: list[str], exclude: list[str]) -> RuleSelection:
+        """What the job would back up with these draft rules (nothing is saved)."""
+        return rule_preview.preview_draft(self.env, self._job(name), include, exclude)
+
+    def users(self) -> list[User]:
+        """Every panel user, by name."""
+        return users_mod.users(self.env)
+
+    def set_user_role(self, username: str, role: str) -> None:
+        """Change a user's role (the last admin keeps theirs)."""
+        old = users_mod.set_role(self.env, username, role)
+        if old != role:
+            self._audit("user.role", username, **{"from": old, "to": role})
+
+    def delete_user(self, username: str) -> None:
+        """Delete a user and their API tokens (never the last admin)."""
+        users_mod.delete_user(self.env, username)
+        self._audit("user.delete", username)
+
+    def asset_protection(self, endpoint: str | None = None) -> list[protection_mod.Protection]:
+        """Every asset with the jobs protecting it and its last recovery point."""
+        return protection_mod.protection(self.env, endpoint)
+
+    def unprotected_assets(self) -> list[protection_mod.Protection]:
+        """Present assets no enabled job protects."""
+        return protection_mod.unprotected(self.env)
+
+    def about(self) -> dict[str, Any]:
+        """Version, home, catalog URL (password masked) and time zone."""
+        return about_mod.about(self.settings, self.timezone())
 
 
 @functools.cache

@@ -107,6 +107,12 @@ class PluginContext:
     #: plugin's events never pass for the core's. Use it for what an auditor asks about:
     #: keys exported or imported, media overwritten on an operator's word.
     audit: Callable[..., None] = lambda action, target="", **details: None
+    #: Asks a person for something the plugin cannot do itself, ``(subject, body)``: put
+    #: cartridge X into the library, replace a drive. The request goes to the run's log
+    #: and to every notification target that wants ``operator-request`` (email, webhook,
+    #: the ``tapir_notify`` hook). It returns at once and never raises; the plugin then
+    #: waits, or fails with a clear error, as it would anyway.
+    request_operator: Callable[[str, str], None] = lambda subject, body: None
     #: A folder the plugin owns for caches and state; it survives restarts.
     state_dir: Path | None = None
     #: Catalog look-ups offered to plugins, by name (documented in docs/plugin-guide.md).

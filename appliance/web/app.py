@@ -24,7 +24,21 @@ from ..engine.service import Appliance
 from ..plugin_manager import PluginFailure, PluginRegistry
 from . import auth, filters, roles
 from .ratelimit import LoginLimiter
-from .views import account, api, audit, dashboard, health, jobs, pools, retention
+from .views import (
+    account,
+    admin_api,
+    api,
+    audit,
+    dashboard,
+    health,
+    inventory,
+    jobs,
+    plugins_page,
+    pools,
+    restore,
+    retention,
+    settings,
+)
 from .views import auth as auth_views
 
 log = logging.getLogger(__name__)
@@ -85,15 +99,28 @@ def create_app(appliance: Appliance, **config: Any) -> Flask:
     auth.install(app)
     filters.install(app)
     blueprints = (health.bp, auth_views.bp, account.bp, dashboard.bp, api.bp)
-    for bp in (*blueprints, jobs.bp, pools.bp, retention.bp, audit.bp):
+    for bp in (*blueprints, jobs.bp, pools.bp, retention.bp, audit.bp, restore.bp, restore.api_bp):
         app.register_blueprint(bp)
+    for bp in (inventory.bp, settings.bp, plugins_page.bp, admin_api.bp):
+        app.register_blueprint(bp)
+    from .views import notifications  # Settings → Notifications (engine/notifications.py)
+
+    app.register_blueprint(notifications.bp)
+    from .views import image_files  # files inside image backups (appliance/imagefs)
+
+    app.register_blueprint(image_files.bp)
+    # A plugin's pages get their narrow context here (e.g. "tape"), never the facade.
+    app.extensions["tapir.plugin_context"] = appliance.plugin_context
     _add_plugin_blueprints(app, appliance.registry)
     menu = [
         {"label": "Dashboard", "endpoint": "dashboard.index"},
         {"label": "Jobs", "endpoint": "jobs.index"},
         {"label": "Pools", "endpoint": "pools.index"},
         {"label": "Retention", "endpoint": "retention.index"},
+        {"label": "Restore", "endpoint": "restore.index"},
+        {"label": "Inventory", "endpoint": "inventory.index"},
         {"label": "Audit log", "endpoint": "audit.index"},
+        {"label": "Settings", "endpoint": "settings.index"},
     ]
     menu += _plugin_menu_items(appliance.registry)
     app.extensions["tapir.menu"] = menu

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, datetime
 
 from ..engine.retention import PointInfo, RetentionRules, plan_retention
-from ..engine.service import Appliance, local_timezone
+from ..engine.service import Appliance
 
 
 @dataclass(frozen=True)
@@ -26,13 +25,6 @@ class PreviewRow:
     created_at: datetime
     keep: bool
     reasons: list[str]
-
-
-def _zone() -> tzinfo:
-    try:
-        return ZoneInfo(local_timezone())
-    except (ZoneInfoNotFoundError, ValueError):
-        return UTC
 
 
 def preview(
@@ -54,7 +46,7 @@ def preview(
     for points in chains.values():
         by_id = {rp.id: rp for rp in points}
         infos = [PointInfo(rp.id, rp.created_at, rp.legal_hold) for rp in points]
-        for d in plan_retention(infos, policy, now, tz=_zone()):
+        for d in plan_retention(infos, policy, now, tz=app.zone()):
             rp = by_id[d.id]
             rows.append(
                 PreviewRow(

@@ -89,7 +89,8 @@ class Library:
 
         Another cartridge in that drive is unloaded to its home slot first. A
         cartridge that is not in the library raises VolumeUnavailable naming it
-        and where the catalog says it is (offline, vault). The caller holds the
+        and where the catalog says it is (offline, vault), after asking an operator
+        for it (``ctx.request_operator``). The caller holds the
         drive's lease.
         """
         number = self._number(drive)
@@ -97,10 +98,12 @@ class Library:
             inv = self.inventory()
             el = inv.find(barcode)
             if el is None:
-                raise VolumeUnavailable(
+                message = (
                     f"cartridge {barcode} is needed but {self.locate_volume(barcode)}; "
                     "put it into the library (import it through a mail slot) and retry"
                 )
+                self.ctx.request_operator(f"insert cartridge {barcode}", message)
+                raise VolumeUnavailable(message)
             if not (el.kind == ElementKind.DRIVE and el.number == number):
                 target = inv.get(ElementKind.DRIVE, number)
                 if target.full:

@@ -24,3 +24,19 @@ def tapir_cli_commands(cli: Any, plugin_context: Callable[[str], PluginContext])
     from .cli import register
 
     register(cli, plugin_context)
+
+
+@hookimpl
+def tapir_web_blueprints() -> list[Any]:
+    """The library pages of the web panel (``/tape``)."""
+    from .web import blueprints
+
+    return blueprints()
+
+
+@hookimpl
+def tapir_web_menu_items() -> list[dict[str, str]]:
+    """The panel's "Tape library" menu entry."""
+    from .web import menu_items
+
+    return menu_items()

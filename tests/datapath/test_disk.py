@@ -179,9 +179,13 @@ def test_a_damaged_parent_chunk_fails_the_incremental_naming_it(
     blob = bytearray(store.get_chunk(damaged))
     blob[-1] ^= 0xFF
     store._chunks[damaged] = bytes(blob)
+    sink = writer(repo, full)
+    item = Item(path=b"scsi0:0", kind=ItemKind.DISK, size=len(changed))
     with pytest.raises(ChunkCorrupt) as caught:
-        backup_disk(repo, Disk(changed), changes, full, parent_item)
+        sink.add_disk(item, Disk(changed).read, changes, parent=parent_item)
+    sink.abort()  # what the engine does with a failed backup: nothing is kept
     assert caught.value.chunk_id == damaged
+    assert repo.manifest_ids() == [full.id]
 
 
 def test_incremental_with_resized_disk_rereads_what_moved(repo: Repository) -> None:

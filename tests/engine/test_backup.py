@@ -37,7 +37,8 @@ def test_full_then_incremental_then_restore(
     assert second.state == "succeeded"
     assert files.levels == ["full", "incremental"]
     assert ("INFO", "fake backup of 3 files") in [(lv, m) for _, lv, m in app.run_log(second.id)]
-    assert files.calls == ["freeze", "backup", "thaw"] * 2
+    # An application's own backup runs without freeze/thaw (those serve snapshots of others).
+    assert files.calls == ["backup"] * 2
     names = [e for e, _ in fake_plugins.events]
     assert names == ["run_started", "before_snapshot", "after_snapshot", "run_finished"] * 2
     finished = fake_plugins.events[-1][1]
@@ -93,7 +94,7 @@ def test_a_failing_plugin_leaves_no_recovery_point(
     assert app.recovery_points() == []
     store = _store(app, fake_plugins)
     assert store.manifests() == []
-    assert fake_plugins.files.calls == ["freeze", "backup", "thaw"]  # thawed despite the error
+    assert fake_plugins.files.calls == ["backup"]
     assert ("after_snapshot", {"asset": "testhost", "ok": False}) in fake_plugins.events
     assert fake_plugins.events[-1][1]["state"] == "failed"
     log = [m for _, level, m in app.run_log(run.id) if level == "ERROR"]
@@ -187,17 +188,6 @@ def test_choose_level() -> None:
         choose_level(
             "log", has_parent=True, incrementals_since_full=0, full_every=None, capabilities=caps
         )
-
-
-def test_thaw_failure_after_a_good_backup_keeps_the_point_and_warns(
-    app: Appliance, fake_plugins: FakePlugins
-) -> None:
-    fake_plugins.files.thaw_error = "fsfreeze -u failed"
-    run = app.run_job("job1")
-    assert run.state == "warning", run.error
-    (rp,) = app.recovery_points()
-    assert rp.warnings == 1
-    assert any("thaw failed" in m for _, _, m in app.run_log(run.id))
 
 
 def test_failed_runs_are_retried_later(app: Appliance, fake_plugins: FakePlugins) -> None:

@@ -38,7 +38,8 @@ def _pool_and_job(catalog: Catalog, name: str = "p", limit: int | None = None) -
         pool = Pool(name=name, media="memdisk", options={}, max_concurrent_runs=limit)
         s.add(pool)
         s.flush()
-        job = Job(name=f"job-{name}", plugin="fakefiles", pool_id=pool.id)
+        # No per-job limit: these tests are about claims and pool limits.
+        job = Job(name=f"job-{name}", plugin="fakefiles", pool_id=pool.id, max_concurrent_runs=0)
         s.add(job)
         s.flush()
         return job.id

@@ -1,7 +1,8 @@
 """The panel in a real browser (Debian's chromium via Playwright) against a real
 ``tapir serve``: first-run password change, a pool, a retention policy previewed then
 saved, a files job with its schedule previewed, run now, its progress followed by the
-page's JavaScript to the end, and the audit log.
+page's JavaScript to the end, the audit log, and the job's selection rules previewed
+live as they are typed.
 
 Screenshots of each page go to $TAPIR_SCREENSHOTS when set (docs/images/ holds the
 ones the user guide shows), else to the test's temporary folder.
@@ -117,3 +118,19 @@ def test_first_run_pool_retention_job_run_and_audit(page, served: Served, tmp_pa
     expect(created.locator("td").nth(1)).to_have_text("admin")
     expect(created.locator("td").nth(2)).to_have_text("127.0.0.1")
     page.screenshot(path=shots / "audit.png", full_page=True)
+
+    # Selection rules of the job: the preview follows the rules as they are typed
+    # (rules.js posts the draft to the JSON API), naming the rule behind each asset.
+    page.goto(served.base + "/jobs/docs/rules")
+    page.fill("#rules-include", "name=no-such-host-*")
+    expect(page.locator("#rules-count")).to_have_text("0 selected, 0 excluded")
+    page.fill("#rules-include", "name=*")
+    expect(page.locator("#rules-count")).to_have_text("1 selected, 0 excluded")
+    expect(page.locator("#rules-assets tr.selected")).to_contain_text("rule name=*")
+    page.fill("#rules-include", "colour=red")
+    expect(page.locator("#rules-error")).to_contain_text("invalid selection rule 'colour=red'")
+    page.fill("#rules-include", "name=*")
+    expect(page.locator("#rules-error")).to_be_hidden()
+    page.screenshot(path=shots / "job-rules.png", full_page=True)
+    page.click("text=Save rules")
+    expect(page.locator("p.flash.ok")).to_have_text("Selection rules of docs saved.")

@@ -229,7 +229,7 @@ def schedule_preview() -> Response:
     if not cron.strip():
         raise ValueError("cron is required")
     preview = actions.schedule_preview(
-        cron, request.args.get("timezone") or None, datetime.now(UTC)
+        cron, request.args.get("timezone") or appliance().timezone(), datetime.now(UTC)
     )
     return jsonify(preview)
 

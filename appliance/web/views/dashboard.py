@@ -27,5 +27,10 @@ def index() -> str:
     jobs = job_listing(app)
     upcoming = sorted((j for j in jobs if j["next_run_at"]), key=lambda j: j["next_run_at"])
     return render_template(
-        "dashboard.html", runs=runs, pools=pool_listing(app), jobs=jobs, upcoming=upcoming
+        "dashboard.html",
+        runs=runs,
+        pools=pool_listing(app),
+        jobs=jobs,
+        upcoming=upcoming,
+        unprotected=app.unprotected_assets(),
     )

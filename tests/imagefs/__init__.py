@@ -1,0 +1,1 @@
+"""Tests of single-file restore from image backups (appliance/imagefs)."""
