@@ -1,0 +1,1 @@
+"""The bundled ``postgresql`` application plugin: base backups, WAL archiving, PITR, dumps."""
