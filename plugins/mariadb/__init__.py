@@ -1,0 +1,1 @@
+"""MariaDB / MySQL application plugin: physical backups, binlog archiving, PITR, dumps."""
