@@ -8,10 +8,7 @@ the password is sent.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.client
-import re
 import socket
 import ssl
 from collections.abc import Iterator
@@ -23,10 +20,17 @@ from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
 from tapir.appliance.plugin_api import ConnectionFailed, PluginError
+from tapir.appliance.plugin_api.endpoints import (  # noqa: F401  (re-exported for the plugin)
+    CertificateMismatch,
+    PinnedContext,
+    format_fingerprint,
+    normalize_fingerprint,
+    split_host_port,
+    tls_context,
+)
 
 DEFAULT_PORT = 443
 DEFAULT_TIMEOUT = 30
-_FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -50,103 +54,17 @@ class ConnectionSettings:
 
 
 def parse_address(address: str) -> tuple[str, int]:
-    """``HOST``, ``HOST:PORT`` or ``[IPv6]:PORT`` into (host, port); ValueError when malformed."""
+    """``HOST``, ``HOST:PORT``, ``[IPv6]:PORT`` or an ``https://`` URL into (host, port)."""
     text = address.strip()
     if text.startswith("https://"):
         text = text[len("https://") :].split("/", 1)[0]
-    if not text:
-        raise ValueError("the endpoint address is empty")
-    host, port_text = text, ""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError(f"malformed address {address!r}: unclosed '['")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"malformed address {address!r}")
-            port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    if not host or any(c.isspace() or c in "/?#@" for c in host):
-        raise ValueError(f"malformed address {address!r}")
-    if not port_text:
-        return host, DEFAULT_PORT
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"malformed address {address!r}: bad port {port_text!r}")
-    return host, int(port_text)
-
-
-def normalize_fingerprint(value: str) -> str:
-    """A SHA-256 fingerprint as 64 lower-case hex digits (colons and case accepted)."""
-    text = value.strip().lower().replace(":", "")
-    if text.startswith("sha256"):
-        text = text[len("sha256") :].lstrip("=:")
-    if not _FINGERPRINT.match(text):
-        raise ValueError(
-            f"invalid certificate fingerprint {value!r}: expected the SHA-256 "
-            "(64 hex digits, colons allowed)"
-        )
-    return text
-
-
-class CertificateMismatch(OSError):
-    """The server's certificate is not the pinned one."""
-
-    def __init__(self, expected: str, actual: str) -> None:
-        super().__init__(f"certificate fingerprint {actual} is not the pinned {expected}")
-        self.expected = expected
-        self.actual = actual
-
-
-class PinnedContext(ssl.SSLContext):
-    """A TLS context that accepts exactly one certificate, named by its SHA-256.
-
-    The check runs inside every handshake this context makes (pyvmomi opens several
-    connections: version probe, SOAP pool), before a byte of the request is sent,
-    so the password never reaches a server with another certificate.
-    """
-
-    expected: str
-
-    def __new__(cls, expected: str) -> PinnedContext:
-        context = super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
-        context.expected = expected
-        # Trust comes from the pin, not from a CA or the host name.
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-
-    def __init__(self, expected: str) -> None:
-        # Everything is set in __new__ (ssl.SSLContext is configured at creation).
-        pass
-
-    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
-        """Wrap and hand-shake as usual, then refuse a certificate other than the pinned one."""
-        kwargs["do_handshake_on_connect"] = True
-        sock = super().wrap_socket(*args, **kwargs)
-        der = sock.getpeercert(binary_form=True) or b""
-        actual = hashlib.sha256(der).hexdigest()
-        if not hmac.compare_digest(actual, self.expected):
-            sock.close()
-            raise CertificateMismatch(self.expected, actual)
-        return sock
+    return split_host_port(text, DEFAULT_PORT)
 
 
 def _ssl_context(settings: ConnectionSettings) -> ssl.SSLContext:
-    if settings.fingerprint:
-        return PinnedContext(normalize_fingerprint(settings.fingerprint))
-    if not settings.verify_tls:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    return ssl.create_default_context(cafile=settings.ca_file)
-
-
-def format_fingerprint(hex_digest: str) -> str:
-    """``AB:CD:...`` as vSphere and browsers show a certificate's fingerprint."""
-    return ":".join(hex_digest[i : i + 2] for i in range(0, len(hex_digest), 2)).upper()
+    return tls_context(
+        verify_tls=settings.verify_tls, fingerprint=settings.fingerprint, ca_file=settings.ca_file
+    )
 
 
 def _fault_text(exc: BaseException) -> str:

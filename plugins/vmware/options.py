@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from tapir.appliance.plugin_api import EndpointInfo, OptionSpec, PluginContext, PluginError
+from tapir.appliance.plugin_api.endpoints import (
+    endpoint_credentials,
+    pinned_fingerprint,
+    positive_int,
+)
 
-from .connection import DEFAULT_TIMEOUT, ConnectionSettings, normalize_fingerprint, parse_address
+from .connection import DEFAULT_TIMEOUT, ConnectionSettings, parse_address
 from .vddk import VDDK_ENDPOINT_OPTIONS
 
 ENDPOINT_OPTIONS = [
@@ -48,27 +53,9 @@ def connection_settings(endpoint: EndpointInfo, ctx: PluginContext) -> Connectio
         host, port = parse_address(endpoint.address)
     except ValueError as exc:
         raise PluginError(f"endpoint {endpoint.name}: {exc}") from None
-    user = opts.get("user")
-    if not user or not isinstance(user, str):
-        raise PluginError(f"endpoint {endpoint.name} has no user option")
-    secret = opts.get("password_secret")
-    if not secret or not isinstance(secret, str):
-        raise PluginError(f"endpoint {endpoint.name} has no password (password_secret option)")
-    try:
-        password = ctx.read_secret(secret)
-    except KeyError:
-        raise PluginError(
-            f"endpoint {endpoint.name}: the password secret {secret!r} is missing; "
-            "register the endpoint again"
-        ) from None
-    fingerprint = opts.get("fingerprint")
-    try:
-        pinned = normalize_fingerprint(str(fingerprint)) if fingerprint else None
-    except ValueError as exc:
-        raise PluginError(f"endpoint {endpoint.name}: {exc}") from None
-    timeout = opts.get("timeout", DEFAULT_TIMEOUT)
-    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1:
-        raise PluginError(f"endpoint {endpoint.name}: timeout must be a positive integer")
+    user, password = endpoint_credentials(endpoint, ctx)
+    pinned = pinned_fingerprint(endpoint)
+    timeout = positive_int(endpoint, "timeout", DEFAULT_TIMEOUT)
     ca_file = opts.get("ca_file")
     return ConnectionSettings(
         host=host,

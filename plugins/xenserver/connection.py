@@ -10,10 +10,7 @@ port, same TLS settings), so a master change in the pool needs no operator.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.client
-import re
 import socket
 import ssl
 import xmlrpc.client
@@ -25,13 +22,20 @@ from typing import Any
 import XenAPI
 
 from tapir.appliance.plugin_api import ConnectionFailed, PluginError
+from tapir.appliance.plugin_api.endpoints import (  # noqa: F401  (re-exported for the plugin)
+    CertificateMismatch,
+    PinnedContext,
+    format_fingerprint,
+    normalize_fingerprint,
+    split_host_port,
+    tls_context,
+)
 
 DEFAULT_PORT = 443
 DEFAULT_TIMEOUT = 30
 #: How many HOST_IS_SLAVE answers are followed before giving up (a pool in transition).
 MAX_REDIRECTS = 3
 ORIGINATOR = "tapir"
-_FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -67,100 +71,17 @@ def parse_address(address: str) -> tuple[str, str, int]:
         if text.startswith(prefix):
             scheme = prefix[:-3]
             text = text[len(prefix) :].split("/", 1)[0]
-    if not text:
-        raise ValueError("the endpoint address is empty")
-    host, port_text = text, ""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError(f"malformed address {address!r}: unclosed '['")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"malformed address {address!r}")
-            port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    if not host or any(c.isspace() or c in "/?#@" for c in host):
-        raise ValueError(f"malformed address {address!r}")
-    if not port_text:
-        return scheme, host, DEFAULT_PORT if scheme == "https" else 80
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"malformed address {address!r}: bad port {port_text!r}")
-    return scheme, host, int(port_text)
-
-
-def normalize_fingerprint(value: str) -> str:
-    """A SHA-256 fingerprint as 64 lower-case hex digits (colons and case accepted)."""
-    text = value.strip().lower().replace(":", "")
-    if text.startswith("sha256"):
-        text = text[len("sha256") :].lstrip("=:")
-    if not _FINGERPRINT.match(text):
-        raise ValueError(
-            f"invalid certificate fingerprint {value!r}: expected the SHA-256 "
-            "(64 hex digits, colons allowed)"
-        )
-    return text
-
-
-def format_fingerprint(hex_digest: str) -> str:
-    """``AB:CD:...`` as XenCenter and browsers show a certificate's fingerprint."""
-    return ":".join(hex_digest[i : i + 2] for i in range(0, len(hex_digest), 2)).upper()
-
-
-class CertificateMismatch(OSError):
-    """The server's certificate is not the pinned one."""
-
-    def __init__(self, expected: str, actual: str) -> None:
-        super().__init__(f"certificate fingerprint {actual} is not the pinned {expected}")
-        self.expected = expected
-        self.actual = actual
-
-
-class PinnedContext(ssl.SSLContext):
-    """A TLS context that accepts exactly one certificate, named by its SHA-256.
-
-    The check runs inside every handshake (XML-RPC and the VDI transfers), before
-    a byte of the request is sent, so the password never reaches another server.
-    """
-
-    expected: str
-
-    def __new__(cls, expected: str) -> PinnedContext:
-        context = super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
-        context.expected = expected
-        # Trust comes from the pin, not from a CA or the host name.
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-
-    def __init__(self, expected: str) -> None:
-        pass
-
-    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
-        """Hand-shake, then refuse a certificate other than the pinned one."""
-        kwargs["do_handshake_on_connect"] = True
-        sock = super().wrap_socket(*args, **kwargs)
-        der = sock.getpeercert(binary_form=True) or b""
-        actual = hashlib.sha256(der).hexdigest()
-        if not hmac.compare_digest(actual, self.expected):
-            sock.close()
-            raise CertificateMismatch(self.expected, actual)
-        return sock
+    host, port = split_host_port(text, DEFAULT_PORT if scheme == "https" else 80)
+    return scheme, host, port
 
 
 def ssl_context(settings: ConnectionSettings) -> ssl.SSLContext | None:
     """The TLS context of every connection to the pool (None over plain HTTP)."""
     if settings.scheme != "https":
         return None
-    if settings.fingerprint:
-        return PinnedContext(normalize_fingerprint(settings.fingerprint))
-    if not settings.verify_tls:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    return ssl.create_default_context(cafile=settings.ca_file)
+    return tls_context(
+        verify_tls=settings.verify_tls, fingerprint=settings.fingerprint, ca_file=settings.ca_file
+    )
 
 
 class _TimeoutTransport(xmlrpc.client.SafeTransport):
