@@ -17,8 +17,10 @@ import importlib
 import importlib.machinery
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from .errors import PluginError
 
@@ -90,3 +92,25 @@ def _load(dirs: tuple[Path, ...], purpose: str, packages: str) -> ModuleType:
             f"{version}: install the Debian packages {packages}{reason}"
         )
     return module
+
+
+#: Largest single NBD read: QEMU's and nbdkit's servers refuse requests above 32 MiB.
+MAX_READ = 32 * 1024 * 1024
+
+
+def pread_all(
+    handle: Any, offset: int, length: int, on_error: Callable[[int, Exception], Exception]
+) -> bytes:
+    """``length`` bytes at ``offset`` from an open libnbd handle, in requests the
+    server accepts. ``on_error(position, exc)`` makes the exception to raise when a
+    request fails (each plugin names its own disk and transport)."""
+    parts: list[bytes] = []
+    done = 0
+    while done < length:
+        count = min(MAX_READ, length - done)
+        try:
+            parts.append(bytes(handle.pread(count, offset + done)))
+        except Exception as exc:  # libnbd raises nbd.Error; the caller words it
+            raise on_error(offset + done, exc) from None
+        done += count
+    return parts[0] if len(parts) == 1 else b"".join(parts)

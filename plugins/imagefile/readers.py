@@ -16,13 +16,10 @@ from types import TracebackType
 from typing import Protocol
 
 from tapir.appliance.plugin_api import PluginError
-from tapir.appliance.plugin_api.libnbd import load_nbd
+from tapir.appliance.plugin_api.libnbd import load_nbd, pread_all
 
 from .formats import QCOW2, RAW, ImageInfo, open_image
 from .qemu import QEMU_UTILS_HINT
-
-#: Largest single NBD read; qemu-nbd refuses requests above 32 MiB.
-NBD_MAX_READ = 32 * 1024 * 1024
 
 
 class DiskReader(Protocol):
@@ -108,18 +105,12 @@ class NbdReader:
     def read(self, offset: int, length: int) -> bytes:
         """See :meth:`DiskReader.read`."""
         length = _clip(offset, length, self.size)
-        parts: list[bytes] = []
-        done = 0
-        while done < length:
-            count = min(NBD_MAX_READ, length - done)
-            try:
-                parts.append(bytes(self._handle.pread(count, offset + done)))
-            except self._error as exc:
-                raise PluginError(
-                    f"reading {self.path} at byte {offset + done} failed: {exc}"
-                ) from None
-            done += count
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        path = self.path
+
+        def failed(pos: int, exc: Exception) -> Exception:
+            return PluginError(f"reading {path} at byte {pos} failed: {exc}")
+
+        return pread_all(self._handle, offset, length, failed)
 
     def close(self) -> None:
         """See :meth:`DiskReader.close`; libnbd stops qemu-nbd when the handle goes."""

@@ -11,15 +11,13 @@ import contextlib
 from pathlib import Path
 
 from tapir.appliance.plugin_api import Extent, PluginError
-from tapir.appliance.plugin_api.libnbd import load_nbd
+from tapir.appliance.plugin_api.libnbd import load_nbd, pread_all
 
 ALLOCATION = "base:allocation"
 #: base:allocation flag: the area reads as zeros (a hole or zeroed clusters).
 STATE_ZERO = 2
 #: qemu:dirty-bitmap flag: the area changed since the checkpoint.
 STATE_DIRTY = 1
-#: Largest single read; QEMU's NBD server refuses requests above 32 MiB.
-MAX_READ = 32 * 1024 * 1024
 #: Block status is asked in windows of this size (servers cap one answer anyway).
 STATUS_WINDOW = 1024 * 1024 * 1024
 
@@ -122,18 +120,12 @@ class NbdExport:
     def read(self, offset: int, length: int) -> bytes:
         """``length`` bytes from ``offset`` (short only at the end of the disk)."""
         length = max(0, min(length, self.size - offset))
-        parts = []
-        done = 0
-        while done < length:
-            count = min(MAX_READ, length - done)
-            try:
-                parts.append(bytes(self._handle.pread(count, offset + done)))
-            except self._error as exc:
-                raise PluginError(
-                    f"reading the NBD export {self.export!r} at byte {offset + done} failed: {exc}"
-                ) from None
-            done += count
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        export = self.export
+
+        def failed(pos: int, exc: Exception) -> Exception:
+            return PluginError(f"reading the NBD export {export!r} at byte {pos} failed: {exc}")
+
+        return pread_all(self._handle, offset, length, failed)
 
     def close(self) -> None:
         """Disconnect (the server may already be gone)."""

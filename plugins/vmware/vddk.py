@@ -34,12 +34,10 @@ from types import TracebackType
 from typing import Any
 
 from tapir.appliance.plugin_api import ConnectionFailed, OptionSpec, PluginError
-from tapir.appliance.plugin_api.libnbd import load_nbd
+from tapir.appliance.plugin_api.libnbd import load_nbd, pread_all
 
 from .connection import CertificateMismatch, ConnectionSettings, _ssl_context, format_fingerprint
 
-#: Largest single NBD read asked of nbdkit.
-NBD_MAX_READ = 32 * 1024 * 1024
 #: Largest block status range asked at once (the NBD protocol counts in 32 bits).
 BLOCK_STATUS_MAX = 1 << 30
 SECTOR = 512
@@ -369,16 +367,12 @@ class VddkDisk:
         # VDDK reads whole sectors; the disk's size is a whole number of them.
         start = offset - offset % SECTOR
         stop = min(self.size, -(-end // SECTOR) * SECTOR)
-        parts: list[bytes] = []
-        pos = start
-        while pos < stop:
-            count = min(NBD_MAX_READ, stop - pos)
-            try:
-                parts.append(bytes(self._handle.pread(count, pos)))
-            except self._error as exc:
-                raise self._call_failed(f"reading {self.file_name} at byte {pos}", exc) from None
-            pos += count
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        data = pread_all(
+            self._handle,
+            start,
+            stop - start,
+            lambda pos, exc: self._call_failed(f"reading {self.file_name} at byte {pos}", exc),
+        )
         return data[offset - start : end - start]
 
     def allocated_extents(self) -> list[tuple[int, int]]:

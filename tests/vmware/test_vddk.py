@@ -25,7 +25,7 @@ VM = "vm-42"
 SNAPSHOT = "snapshot-7"
 FILE = "[LocalDS_0] vm42/vm42.vmdk"
 MIB = 1024 * 1024
-#: Not a multiple of the 4 MiB engine chunk nor of NBD_MAX_READ; whole 64 KiB chunks.
+#: Not a multiple of the 4 MiB engine chunk nor of libnbd.MAX_READ; whole 64 KiB chunks.
 DISK_SIZE = 13 * MIB + 64 * 1024
 
 
