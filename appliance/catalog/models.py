@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -388,6 +389,82 @@ class NotificationTarget(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+# Consistency groups (engine/groups.py): several jobs frozen, marked and thawed together.
+
+
+class ConsistencyGroup(Base):
+    """Jobs whose assets are frozen together so that their points share one moment."""
+
+    __tablename__ = "consistency_groups"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    #: Seconds from the first freeze to the last thaw, at most.
+    freeze_window: Mapped[float] = mapped_column(Float, default=10.0)
+    schedule: Mapped[str | None] = mapped_column(String(200))  # cron, in ``timezone``
+    timezone: Mapped[str] = mapped_column(String(100), default="UTC")
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    members: Mapped[list[ConsistencyGroupMember]] = relationship(
+        back_populates="group",
+        cascade="all, delete-orphan",
+        order_by="ConsistencyGroupMember.position",
+    )
+
+
+class ConsistencyGroupMember(Base):
+    """One job of a group (a job cannot be deleted while a group names it)."""
+
+    __tablename__ = "consistency_group_members"
+    __table_args__ = (UniqueConstraint("group_id", "job_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("consistency_groups.id", ondelete="CASCADE"), index=True
+    )
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="RESTRICT"))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    group: Mapped[ConsistencyGroup] = relationship(back_populates="members")
+    job: Mapped[Job] = relationship()
+
+
+class GroupRun(Base):
+    """One run of a group: all members' points share its marks, or none was kept."""
+
+    __tablename__ = "group_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("consistency_groups.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[str] = mapped_column(String(20), default=RunState.RUNNING)
+    trigger: Mapped[str] = mapped_column(String(30), default="manual")
+    label: Mapped[str] = mapped_column(String(200), default="")  # the marks' name
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Measured seconds from the first freeze call to the last thaw's return.
+    freeze_seconds: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    members: Mapped[list[GroupRunMember]] = relationship(
+        back_populates="group_run", cascade="all, delete-orphan", order_by="GroupRunMember.id"
+    )
+
+
+class GroupRunMember(Base):
+    """One asset of one member job in a group run: its mark, its run and its point."""
+
+    __tablename__ = "group_run_members"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_run_id: Mapped[int] = mapped_column(
+        ForeignKey("group_runs.id", ondelete="CASCADE"), index=True
+    )
+    job_name: Mapped[str] = mapped_column(String(200))
+    asset_name: Mapped[str] = mapped_column(String(500), default="")
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    recovery_point_id: Mapped[str | None] = mapped_column(String(64))
+    mark: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(20), default=RunState.RUNNING)
+    error: Mapped[str | None] = mapped_column(Text)
+    group_run: Mapped[GroupRun] = relationship(back_populates="members")
 
 
 from . import web_models as web_models  # noqa: E402  (the panel's tables, same metadata)

@@ -452,3 +452,65 @@ def job_delete(state: CliState, name: str, yes: bool) -> None:
         click.confirm(f"Delete job {name}?", abort=True, err=True)
     kept = state.appliance().delete_job(name)
     click.echo(f"deleted job {name}; its {kept} recovery point(s) stay")
+
+
+@job.group("schedule")
+def schedule() -> None:
+    """A job's schedules: several may run it, each at its own level."""
+
+
+@schedule.command("add")
+@click.argument("name")
+@click.argument("cron")
+@click.option("--level", type=click.Choice(LEVELS), default="auto", show_default=True)
+@click.option("--timezone", default=None, help="Zone of CRON (default: the appliance's).")
+@pass_state
+def schedule_add(state: CliState, name: str, cron: str, level: str, timezone: str | None) -> None:
+    """Run job NAME also at CRON (e.g. '*/5 * * * *' --level log for a database's log)."""
+    try:
+        info = state.appliance().add_schedule(name, cron, level=level, timezone=timezone)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(
+        f"job {name}: schedule {info.id} '{info.cron}' ({info.timezone}, level {info.level}), "
+        f"next {format_time(info.next_run_at)}"
+    )
+
+
+@schedule.command("list")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def schedule_list(state: CliState, name: str, as_json: bool) -> None:
+    """The schedules of job NAME."""
+    rows = state.appliance().job_schedules(name)
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": r.id,
+                    "cron": r.cron,
+                    "timezone": r.timezone,
+                    "level": r.level,
+                    "enabled": r.enabled,
+                    "next_run_at": r.next_run_at,
+                }
+                for r in rows
+            ]
+        )
+        return
+    print_table(
+        ["id", "cron", "zone", "level", "next run"],
+        [[str(r.id), r.cron, r.timezone, r.level, format_time(r.next_run_at)] for r in rows],
+        empty=f"job {name} has no schedule (it runs when asked)",
+    )
+
+
+@schedule.command("remove")
+@click.argument("name")
+@click.argument("schedule_id", type=int)
+@pass_state
+def schedule_remove(state: CliState, name: str, schedule_id: int) -> None:
+    """Remove schedule SCHEDULE_ID of job NAME."""
+    state.appliance().remove_schedule(name, schedule_id)
+    click.echo(f"job {name}: schedule {schedule_id} removed")

@@ -20,6 +20,8 @@ from sqlalchemy import func, select
 
 from ..catalog.lookup import id_by_name
 from ..catalog.models import (
+    ConsistencyGroup,
+    ConsistencyGroupMember,
     Job,
     Pool,
     RecoveryPoint,
@@ -346,6 +348,20 @@ def delete_job(env: EngineContext, name: str) -> int:
             raise TapirError(
                 f"job {name!r} is named by copy job(s) {', '.join(sorted(copies))}; "
                 "change or delete them first"
+            )
+        groups = list(
+            s.scalars(
+                select(ConsistencyGroup.name)
+                .join(
+                    ConsistencyGroupMember, ConsistencyGroupMember.group_id == ConsistencyGroup.id
+                )
+                .where(ConsistencyGroupMember.job_id == job.id)
+            )
+        )
+        if groups:
+            raise TapirError(
+                f"job {name!r} is a member of consistency group(s) {', '.join(sorted(groups))}; "
+                "delete the group first (its recovery points stay)"
             )
         points = s.scalar(
             select(func.count(RecoveryPoint.id)).where(RecoveryPoint.job_id == job.id)

@@ -18,6 +18,7 @@ from ..catalog.database import Catalog
 from ..config import Settings
 from ..plugin_api.context import NullProgress, PluginContext, PoolInfo, ProgressReporter
 from ..plugin_manager import PluginRegistry
+from . import usage
 from .monitor import RunLogHandler
 from .volumes import CatalogDeviceLookup, CatalogVolumeRegistry
 
@@ -76,6 +77,13 @@ class EngineContext:
         if self.audit is not None:
             self.audit("secret.set", name, plugin=plugin)
 
+    def _catalog_calls(self, media: bool) -> dict[str, Callable[..., object]]:
+        calls: dict[str, Callable[..., object]] = {"pool_info": self.pool_info}
+        if media:
+            # What a tape drive last reported, for the dashboard's library status.
+            calls["record_tape_alerts"] = functools.partial(usage.record_tape_alerts, self.catalog)
+        return calls
+
     def plugin_audit(self, plugin: str, action: str, target: str = "", **details: Any) -> None:
         """An audit event from ``plugin``: its action is named ``<plugin>.<action>``."""
         if self.audit is not None:
@@ -113,7 +121,7 @@ class EngineContext:
             # Volumes and devices are a media plugin's business only.
             volumes=CatalogVolumeRegistry(self.catalog, self.audit, plugin) if media else None,
             devices=CatalogDeviceLookup(self.catalog) if media else None,
-            catalog={"pool_info": self.pool_info},
+            catalog=self._catalog_calls(media),
         )
 
     def request_operator(self, plugin: str, run_id: int | None, subject: str, body: str) -> None:

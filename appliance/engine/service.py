@@ -36,8 +36,10 @@ from ..catalog.models import (
     DEFAULT_DISCOVERY_INTERVAL,
     Asset,
     AuditEvent,
+    ConsistencyGroup,
     Device,
     Endpoint,
+    GroupRun,
     Job,
     Pool,
     RecoveryPoint,
@@ -68,10 +70,15 @@ from . import appliance_settings, notifications, rule_assets, rule_preview, run_
 from . import devices as devices_mod
 from . import discovery as discovery_mod
 from . import endpoints as endpoints_mod
+from . import group_restore as group_restore_mod
+from . import group_run as group_run_mod
+from . import groups as groups_mod
 from . import pools as pools_mod
 from . import protection as protection_mod
 from . import rescan as rescan_mod
 from . import runs as runs_mod
+from . import schedules as schedules_mod
+from . import usage as usage_mod
 from . import users as users_mod
 from .assets import jsonable
 from .backup import LEVELS, execute_backup
@@ -1513,6 +1520,161 @@ class Appliance:
     def about(self) -> dict[str, Any]:
         """Version, home, catalog URL (password masked) and time zone."""
         return about_mod.about(self.settings, self.timezone())
+
+    # Consistency groups (engine/groups.py, group_run.py, group_restore.py)
+
+    def create_group(
+        self,
+        name: str,
+        members: list[str],
+        *,
+        freeze_window: float | str = groups_mod.DEFAULT_FREEZE_WINDOW,
+        schedule: str | None = None,
+        timezone: str | None = None,
+    ) -> ConsistencyGroup:
+        """A consistency group of the jobs ``members`` (application jobs, at least two)."""
+        group = groups_mod.create_group(
+            self.env,
+            name,
+            members,
+            freeze_window=freeze_window,
+            schedule=schedule,
+            timezone=timezone or self.timezone(),
+        )
+        self._audit(
+            "group.create",
+            name,
+            members=members,
+            freeze_window=group.freeze_window,
+            schedule=schedule,
+        )
+        return group
+
+    def groups(self) -> list[ConsistencyGroup]:
+        """Every consistency group, by name."""
+        return groups_mod.list_groups(self.env)
+
+    def group(self, name: str) -> ConsistencyGroup:
+        """One consistency group; KeyError when unknown."""
+        return groups_mod.get_group(self.env, name)
+
+    def delete_group(self, name: str) -> None:
+        """Delete a group and its run records; the members' recovery points stay."""
+        runs = groups_mod.delete_group(self.env, name)
+        self._audit("group.delete", name, group_runs=runs)
+
+    def run_group(self, name: str, level: str = "auto", trigger: str = "manual") -> GroupRun:
+        """Freeze, mark, thaw and back up every member now (in this process)."""
+        if level not in LEVELS:
+            raise ValueError(f"unknown backup level {level!r} (choose from {', '.join(LEVELS)})")
+        self.group(name)
+        self._audit("group.run", name, level=level, trigger=trigger)
+        grun_id = group_run_mod.run_group(self.env, name, self.worker, level=level, trigger=trigger)
+        return self.group_run(grun_id)
+
+    def run_due_groups(self, now: datetime | None = None) -> list[GroupRun]:
+        """Run every scheduled group whose time has come (the scheduler's tick calls this)."""
+        return [
+            self.run_group(name, trigger="schedule")
+            for name in groups_mod.due_groups(self.env, now)
+        ]
+
+    def group_runs(self, name: str, limit: int = 20) -> list[GroupRun]:
+        """A group's runs, newest first, with their members."""
+        group = self.group(name)
+        with self.catalog.session() as s:
+            q = (
+                select(GroupRun)
+                .options(selectinload(GroupRun.members))
+                .where(GroupRun.group_id == group.id)
+                .order_by(GroupRun.id.desc())
+                .limit(limit)
+            )
+            return list(s.scalars(q))
+
+    def group_run(self, run_id: int) -> GroupRun:
+        """One group run with its members; KeyError when unknown."""
+        with self.catalog.session() as s:
+            q = select(GroupRun).options(selectinload(GroupRun.members))
+            grun = s.scalar(q.where(GroupRun.id == run_id))
+            if grun is None:
+                raise KeyError(f"no group run {run_id}")
+            return grun
+
+    def restore_group(
+        self,
+        name: str,
+        target: Path,
+        *,
+        run_id: int | None = None,
+        options: dict[str, object] | None = None,
+        member_options: dict[str, dict[str, object]] | None = None,
+        overwrite: str = "never",
+    ) -> group_restore_mod.GroupRestore:
+        """Restore every member of one group run (default: the newest succeeded) under
+        ``target``/<job>, each to the group's mark."""
+        self._audit(
+            "group.restore",
+            name,
+            run=run_id,
+            destination=str(target),
+            options=dict(options or {}),
+            member_options=dict(member_options or {}),
+        )
+        return group_restore_mod.restore_group(
+            self.env,
+            name,
+            target,
+            self.worker,
+            run_id=run_id,
+            options=options,
+            member_options=member_options,
+            overwrite=overwrite,
+        )
+
+    # Pool usage over time and the tape library's state (engine/usage.py)
+
+    def record_pool_usage(self, now: datetime | None = None) -> list[str]:
+        """Sample the usage of every pool not sampled within the last hour; the pools sampled.
+
+        Called by the scheduler's tick; a pool whose medium cannot be read is skipped.
+        """
+        return usage_mod.record_samples(self.catalog, self.pool_usage, now)
+
+    def pool_usage_history(self, name: str, days: int = 90) -> list[dict[str, Any]]:
+        """A pool's usage samples (``at``, ``used``, ``free``, ``logical``) of the last days."""
+        if not isinstance(days, int) or not 1 <= days <= 3660:
+            raise ValueError("days must be a whole number from 1 to 3660")
+        return usage_mod.samples(self.catalog, name, usage_mod.days_ago(days))
+
+    def library_status(self) -> usage_mod.LibraryStatus:
+        """Drives, cartridge counts and TapeAlerts last seen, from the catalog alone."""
+        return usage_mod.library_status(self.catalog)
+
+    def record_tape_alerts(self, drive: str, flags: list[str]) -> None:
+        """Remember the TapeAlert flags just read from a drive, for the dashboard."""
+        usage_mod.record_tape_alerts(self.catalog, drive, flags)
+
+    # --- a job's schedules (several, each with its level) ---------------------------
+
+    def add_schedule(
+        self, job: str, cron: str, *, level: str = "auto", timezone: str | None = None
+    ) -> schedules_mod.ScheduleInfo:
+        """Add a schedule to a job (e.g. its log every 5 minutes beside a weekly full)."""
+        info = schedules_mod.add_schedule(
+            self.env, job, cron, level=level, timezone=timezone, default_tz=self.timezone()
+        )
+        self._audit("job.schedule.add", job, cron=info.cron, level=level, timezone=info.timezone)
+        return info
+
+    def job_schedules(self, job: str) -> list[schedules_mod.ScheduleInfo]:
+        """Every schedule of a job."""
+        return schedules_mod.schedules(self.env, job)
+
+    def remove_schedule(self, job: str, schedule_id: int) -> None:
+        """Remove one schedule of a job."""
+        schedules_mod.remove_schedule(self.env, job, schedule_id)
+        self._audit("job.schedule.remove", job, schedule=schedule_id)
 
 
 @functools.cache

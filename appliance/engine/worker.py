@@ -123,6 +123,12 @@ class WorkerPool:
             t = threading.Thread(target=self._schedule, name="tapir-scheduler", daemon=True)
             t.start()
             self.threads.append(t)
+        if self.scheduler:
+            # A group run holds its members frozen and backs them all up: its own thread,
+            # so that it never delays the cron tick.
+            t = threading.Thread(target=self._groups, name="tapir-groups", daemon=True)
+            t.start()
+            self.threads.append(t)
         if self.discovery:
             # Apart from the cron thread: discovering a large vCenter takes a while.
             t = threading.Thread(target=self._discover, name="tapir-discovery", daemon=True)
@@ -139,8 +145,17 @@ class WorkerPool:
         while not self._stop.is_set():
             try:
                 self.appliance.tick_scheduler()
+                self.appliance.record_pool_usage()  # at most one sample a pool an hour
             except Exception:
                 log.exception("scheduler tick failed")
+            self._stop.wait(self.tick_interval)
+
+    def _groups(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.appliance.run_due_groups()
+            except Exception:
+                log.exception("scheduled consistency group run failed")
             self._stop.wait(self.tick_interval)
 
     def _discover(self) -> None:

@@ -154,6 +154,29 @@ class ApplicationPlugin(SourcePlugin):
         """Undo :meth:`freeze`; always called, also when the snapshot failed."""
         return None
 
+    def mark(self, asset: AssetInfo, ctx: PluginContext, label: str) -> dict[str, object]:
+        """Name the moment ``asset`` is frozen at, for a consistency group.
+
+        Called between :meth:`freeze` and :meth:`thaw`, while every member of the
+        group is frozen. Return a JSON dict that lets a later recovery point go
+        back to exactly this moment (PostgreSQL: the restore point ``label`` and
+        its WAL position; MariaDB: the binary log file and position read under the
+        lock). The group's backup of the asset follows the thaw and receives a
+        non-empty dict in ``request.options["consistency_mark"]`` (record it in
+        ``BackupResult.metadata``); the catalog keeps it with the group run and
+        gives it to :meth:`mark_restore_options` when the group is restored.
+        A plugin with the ``"log"`` capability is backed up at level ``log`` after
+        the mark (a full first, before the freeze, when the job has none), so that
+        its point holds the log up to and past the mark. The default, {}, means
+        the asset has no moment to name: its backup after the thaw is its point.
+        """
+        return {}
+
+    def mark_restore_options(self, mark: dict[str, object]) -> dict[str, object]:
+        """The restore options (of :meth:`restore_options`) that bring a point back to
+        ``mark``, a dict :meth:`mark` returned; {} restores the point as it is."""
+        return {}
+
     def restore_item(
         self, request: RestoreRequest, item: str, source: RestoreSource, ctx: PluginContext
     ) -> RestoreResult:

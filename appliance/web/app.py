@@ -109,6 +109,9 @@ def create_app(appliance: Appliance, **config: Any) -> Flask:
     from .views import image_files  # files inside image backups (appliance/imagefs)
 
     app.register_blueprint(image_files.bp)
+    from .views import settings_api  # notifications, time zone, limits, usage, library
+
+    app.register_blueprint(settings_api.bp)
     # A plugin's pages get their narrow context here (e.g. "tape"), never the facade.
     app.extensions["tapir.plugin_context"] = appliance.plugin_context
     _add_plugin_blueprints(app, appliance.registry)

@@ -126,3 +126,28 @@ def read_position(conn: pymysql.connections.Connection) -> dict[str, object]:
 def _close(conn: pymysql.connections.Connection) -> None:
     with contextlib.suppress(Exception):  # already gone
         conn.close()
+
+
+def mark_of(freezes: FreezeRegistry, key: str, name: str) -> dict[str, object]:
+    """A consistency group's mark of a frozen server: its binlog file and position.
+
+    Read when the lock was taken, so no transaction committed between the mark and
+    the freeze; PluginError when the server is not frozen or has no binary log
+    (without one no restore can stop at the group's moment).
+    """
+    position = freezes.position(key)
+    if position is None:
+        raise PluginError(f"{name} is not frozen (or its freeze ran out): no mark to take")
+    if not position:
+        raise PluginError(
+            f"{name} has binary logging off: a consistency group needs log_bin to restore "
+            "the server to the group's moment"
+        )
+    return {"binlog": position["file"], "position": position["position"], "gtid": position["gtid"]}
+
+
+def restore_options_for(mark: dict[str, object]) -> dict[str, object]:
+    """``stop_position`` = the mark's FILE:POS, or {} for a mark without a position."""
+    if not mark.get("binlog") or mark.get("position") is None:
+        return {}
+    return {"stop_position": f"{mark['binlog']}:{mark['position']}"}

@@ -25,7 +25,7 @@ from .chain import CHAIN_PATH, Chain
 from .client import query, session
 from .discovery import discover_server
 from .dumps import dump_databases
-from .freeze import FreezeRegistry
+from .freeze import FreezeRegistry, mark_of, restore_options_for
 from .item_restore import restore_one
 from .options import (
     DUMP_CHOICES,
@@ -92,6 +92,14 @@ class MariaDBPlugin(ApplicationPlugin):
         """Release the lock; raises PluginError when it had run out before."""
         self._freezes.thaw(asset.external_id)
 
+    def mark(self, asset: AssetInfo, ctx: PluginContext, label: str) -> dict[str, object]:
+        """The binary log file and position read under the freeze's lock (the group's moment)."""
+        return mark_of(self._freezes, asset.external_id, asset.name)
+
+    def mark_restore_options(self, mark: dict[str, object]) -> dict[str, object]:
+        """``stop_position`` at the mark: binlogs replay exactly up to the group's moment."""
+        return restore_options_for(mark)
+
     def backup(self, request: BackupRequest, sink: BackupSink, ctx: PluginContext) -> BackupResult:
         """A full or incremental physical backup, or a binlog archive (log level).
 
@@ -115,6 +123,9 @@ class MariaDBPlugin(ApplicationPlugin):
         frozen = self._freezes.position(request.asset.external_id)
         if frozen:
             metadata["frozen_at"] = frozen
+        if request.options.get("consistency_mark"):
+            # A consistency group's moment: restoring the group stops the binlogs there.
+            metadata["consistency_mark"] = request.options["consistency_mark"]
         with session(settings) as conn:
             version, datadir = query(conn, "SELECT @@version, @@datadir")[0]
             metadata["version"] = str(version)

@@ -26,7 +26,7 @@ from tapir.appliance.plugin_api import (
 
 from . import archive, basebackup, logical
 from .connection import connect
-from .freeze import FreezeSessions
+from .freeze import FREEZE_OPTIONS, FreezeSessions, restore_options_for
 from .inventory import CLUSTER, DATABASE, cluster_asset, database_assets, inspect
 from .options import ENDPOINT_OPTIONS, connection_settings
 from .restore import restore_cluster
@@ -57,8 +57,9 @@ class PostgresqlPlugin(ApplicationPlugin):
 
     def endpoint_options(self) -> list[OptionSpec]:
         """address, user, password_secret, sslmode, ca_file, verify_tls, dbname, slot,
-        connect_timeout (see docs/plugins/postgresql.md)."""
-        return list(ENDPOINT_OPTIONS)
+        connect_timeout, and what a freeze holds: freeze_lock, freeze_tables,
+        freeze_database, freeze_timeout (see docs/plugins/postgresql.md)."""
+        return [*ENDPOINT_OPTIONS, *FREEZE_OPTIONS]
 
     def job_options(self) -> list[OptionSpec]:
         """``mode``: physical (cluster, full and log levels) or logical (a dump per database)."""
@@ -128,6 +129,9 @@ class PostgresqlPlugin(ApplicationPlugin):
             base_started_at=chain.base_started_at,
             recoverable_until=chain.recoverable_until,
         )
+        if request.options.get("consistency_mark"):
+            # A consistency group's moment: restoring the group recovers to it.
+            metadata["consistency_mark"] = request.options["consistency_mark"]
         return BackupResult(metadata=metadata)
 
     def restore(
@@ -167,3 +171,15 @@ class PostgresqlPlugin(ApplicationPlugin):
         """pg_backup_stop in the freeze's session (nothing when it was not frozen)."""
         if asset.kind == CLUSTER:
             self._frozen.thaw(asset, ctx)
+
+    def mark(self, asset: AssetInfo, ctx: PluginContext, label: str) -> dict[str, object]:
+        """A frozen cluster: ``pg_create_restore_point(label)`` and its WAL position."""
+        if asset.kind != CLUSTER:
+            raise PluginError(
+                f"{asset.name}: a consistency group needs the cluster (a job with mode=physical)"
+            )
+        return self._frozen.mark(asset, label)
+
+    def mark_restore_options(self, mark: dict[str, object]) -> dict[str, object]:
+        """``target_name``: recovery stops at the group's restore point."""
+        return restore_options_for(mark)

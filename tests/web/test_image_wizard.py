@@ -153,7 +153,7 @@ def test_download_through_the_image_endpoint(
     form = _form(client, ["0:1/etc", "0:1/report.bin"], destination="download", archive=archive)
     summary = client.post(f"/restore/points/{point}", data=form)
     assert summary.status_code == 200
-    assert f"The download is a {archive} archive" in summary.get_data(as_text=True)
+    assert f"a {archive} archive downloaded by your browser" in summary.get_data(as_text=True)
     started = client.post(f"/restore/points/{point}", data={**form, "action": "start"})
     assert started.status_code == 303
     location = urlsplit(started.headers["Location"])

@@ -1,5 +1,6 @@
-"""The dashboard: runs of the last 24 hours (failures first), pools and their usage, jobs
-and the next scheduled runs."""
+"""The dashboard: runs of the last 24 hours (failures first), pools with their usage and
+dedup ratio, the tape library's status where a tape pool exists, jobs and the next
+scheduled runs."""
 
 from __future__ import annotations
 
@@ -33,4 +34,5 @@ def index() -> str:
         jobs=jobs,
         upcoming=upcoming,
         unprotected=app.unprotected_assets(),
+        library=app.library_status(),
     )

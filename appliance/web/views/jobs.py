@@ -18,6 +18,7 @@ from ...plugin_api.errors import TapirError
 from .. import actions, admin_actions, option_forms, progress
 from ..auth import appliance
 from ..roles import requires
+from .settings_api import JOB_LIMITS
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
@@ -86,7 +87,25 @@ def show(name: str) -> str | tuple[str, int]:
         next_runs=app.next_runs(name, 5),
         runs=progress.runs(app, limit=20, job=name),
         levels=actions.LEVELS,
+        limits=next(j for j in app.jobs() if j.name == name),
     )
+
+
+@bp.post("/<name>/limits")
+@requires("operator")
+def limits(name: str) -> Response:
+    """Change the job's concurrency limit and retry policy (every field is posted)."""
+    try:
+        values = {key: actions.count(request.form, key) for key in JOB_LIMITS}
+        missing = [key for key, value in values.items() if value is None]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} required")
+        appliance().set_job_limits(name, **values)
+    except (ValueError, KeyError) as exc:
+        flash(_message(exc), "error")
+    else:
+        flash(f"Limits of job {name} saved.", "ok")
+    return redirect(url_for("jobs.show", name=name))
 
 
 @bp.post("/<name>/run")

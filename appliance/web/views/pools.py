@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 
 from ...cli.records import pool_listing
 from ...plugin_api.errors import TapirError
-from .. import actions, admin_actions, option_forms
+from .. import actions, admin_actions, option_forms, usage_chart
 from ..auth import appliance
 from ..roles import requires
 
@@ -17,8 +17,11 @@ bp = Blueprint("pools", __name__, url_prefix="/pools")
 
 @bp.get("/")
 def index() -> str:
-    """Every pool with its usage and dedup ratio."""
-    return render_template("pools.html", pools=pool_listing(appliance()))
+    """Every pool with its usage, dedup ratio and usage over the last 90 days."""
+    app = appliance()
+    pools = pool_listing(app)
+    charts = {p["name"]: usage_chart.chart(app.pool_usage_history(p["name"])) for p in pools}
+    return render_template("pools.html", pools=pools, charts=charts)
 
 
 @bp.route("/new", methods=["GET", "POST"])

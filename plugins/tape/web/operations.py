@@ -166,7 +166,12 @@ def tape_alerts(ctx: PluginContext, drive: DeviceInfo) -> list[str]:
     lease = _free_drive(ctx, drive, "web TapeAlert")
     try:
         with TapeDrive.open(drive.address, block_size=0) as tape:
-            return [f"{a.flag}: {a.message}" for a in read_tapealert(tape.transport)]
+            flags = [f"{a.flag}: {a.message}" for a in read_tapealert(tape.transport)]
+        # Reading clears them on the drive: the catalog keeps what was seen.
+        record = ctx.catalog.get("record_tape_alerts")
+        if record is not None:
+            record(drive.name, flags)
+        return flags
     except HardwareError as exc:
         raise TapirError(f"cannot read the TapeAlert flags of {drive.name}: {exc}") from exc
     finally:
