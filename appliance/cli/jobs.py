@@ -75,6 +75,13 @@ def job() -> None:
 )
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Plugin option.")
 @click.option(
+    "--freeze-with",
+    "freeze_with",
+    multiple=True,
+    metavar="JOB",
+    help="Application job whose assets live in the VMs: frozen around each snapshot (repeat).",
+)
+@click.option(
     "--source-job", "source_jobs", multiple=True, metavar="JOB", help="Copy only JOB's points."
 )
 @click.option("--max-age", type=int, metavar="DAYS", help="Copy only points younger than DAYS.")
@@ -97,6 +104,7 @@ def job_create(
     rules: tuple[str, ...],
     discover: bool,
     options: tuple[str, ...],
+    freeze_with: tuple[str, ...],
     source_jobs: tuple[str, ...],
     max_age: int | None,
     tier: str | None,
@@ -107,6 +115,8 @@ def job_create(
     options ``paths``, ``include`` and ``exclude`` (lists); --option sets any other
     option the plugin declares. --endpoint names the registered endpoint (a vCenter)
     whose assets the job protects, --asset limits it to the named assets.
+    --freeze-with JOB (a hypervisor job) freezes the assets of the application job
+    JOB around each VM snapshot.
 
     Selection rules pick the assets at every run instead: --rule KIND=VALUE includes
     the assets it matches (any rule), --exclude KIND=VALUE takes assets out (exclude
@@ -129,6 +139,7 @@ def job_create(
             "--endpoint": (endpoint,) if endpoint else (),
             "--asset": assets,
             "--rule": rules,
+            "--freeze-with": freeze_with,
         }
         given = [flag for flag, values in backup_only.items() if values]
         if given:
@@ -182,6 +193,7 @@ def job_create(
         retention=retention,
         endpoint=endpoint,
         selection=selection,
+        freeze_with=list(freeze_with) or None,
     )
     click.echo(f"created job {created.name} ({created.plugin} -> {pool})")
 
@@ -383,6 +395,14 @@ def job_run(state: CliState, name: str, level: str, queue: bool) -> None:
 @click.option("--pool", help="Pool new backups go to (old points stay where they are).")
 @click.option("--retention", metavar="POLICY", help="Retention policy name.")
 @click.option("--no-retention", is_flag=True, help="Use the pool's retention policy.")
+@click.option(
+    "--freeze-with",
+    "freeze_with",
+    multiple=True,
+    metavar="JOB",
+    help="Application job frozen around each snapshot (repeat; replaces the list).",
+)
+@click.option("--no-freeze-with", is_flag=True, help="Freeze no application any more.")
 @pass_state
 def job_edit(
     state: CliState,
@@ -394,8 +414,11 @@ def job_edit(
     pool: str | None,
     retention: str | None,
     no_retention: bool,
+    freeze_with: tuple[str, ...],
+    no_freeze_with: bool,
 ) -> None:
-    """Change job NAME's plugin options, schedule, pool or retention policy.
+    """Change job NAME's plugin options, schedule, pool, retention policy or the
+    application jobs it freezes around its snapshots.
 
     (``tapir job set`` changes its concurrency limit and retries.)
     """
@@ -403,6 +426,8 @@ def job_edit(
         raise click.UsageError("give --schedule or --no-schedule, not both")
     if retention and no_retention:
         raise click.UsageError("give --retention or --no-retention, not both")
+    if freeze_with and no_freeze_with:
+        raise click.UsageError("give --freeze-with or --no-freeze-with, not both")
     app = state.appliance()
     changes: dict[str, Any] = {}
     if options:
@@ -418,6 +443,8 @@ def job_edit(
         changes["pool"] = pool
     if retention or no_retention:
         changes["retention"] = retention
+    if freeze_with or no_freeze_with:
+        changes["freeze_with"] = list(freeze_with)
     if not changes:
         raise click.UsageError("nothing to change (see --help)")
     app.update_job(name, **changes)

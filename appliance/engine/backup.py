@@ -8,10 +8,11 @@ the chunks it wrote are reclaimed by the next ``gc``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -42,6 +43,9 @@ from .pools import open_repository
 from .progress import ProgressListener
 from .rule_assets import select_by_rules
 from .selection import RuleSet
+
+if TYPE_CHECKING:
+    from .snapshot_freeze import AssetFreeze
 
 log = logging.getLogger(__name__)
 
@@ -273,12 +277,26 @@ def _backup_job(
         assets = resolve_assets(env, plugin, job, endpoint, endpoint_info, ctx)
         if not assets:
             raise TapirError(f"job {job.name}: no asset to back up (discovery found nothing)")
+    from . import snapshot_freeze  # it builds on this module and group_run
+
+    freezer = snapshot_freeze.prepare(env, job, run.id)
     with open_repository(env, pool, monitor) as repo:
         for asset_id, asset in assets:
             monitor.check_canceled()
             try:
                 rp = backup_asset(
-                    env, run, job, pool, repo, plugin, asset_id, asset, endpoint_info, ctx, monitor
+                    env,
+                    run,
+                    job,
+                    pool,
+                    repo,
+                    plugin,
+                    asset_id,
+                    asset,
+                    endpoint_info,
+                    ctx,
+                    monitor,
+                    freeze=freezer.for_asset() if freezer is not None else None,
                 )
             except RunCanceled:
                 raise
@@ -410,8 +428,13 @@ def backup_asset(
     endpoint_info: EndpointInfo | None,
     ctx: PluginContext,
     monitor: RunMonitor,
+    *,
+    freeze: AssetFreeze | None = None,
 ) -> RecoveryPoint:
-    """Back up one asset into ``repo``; returns the committed recovery point row."""
+    """Back up one asset into ``repo``; returns the committed recovery point row.
+
+    ``freeze`` (hypervisor jobs with ``freeze_with``) becomes ``ctx.snapshot_window``.
+    """
     chain = _chain(env, job.id, asset_id, pool.id)
     since_full = 0
     for rp in chain:
@@ -466,7 +489,7 @@ def backup_asset(
         asset=asset, level=level, options=dict(job.options), endpoint=endpoint_info
     )
     with monitor.writing(writer):
-        result = _call_plugin(env, plugin, asset, info, request, writer, ctx)
+        result = _call_plugin(env, plugin, asset, info, request, writer, ctx, freeze)
         monitor.check_canceled()
         manifest = writer.finish(jsonable(dict(result.metadata)), list(result.warnings))
     # The manifest is durable on the medium: now the point may enter the catalog.
@@ -507,7 +530,10 @@ def _call_plugin(
     request: BackupRequest,
     writer: Any,
     ctx: PluginContext,
+    freeze: AssetFreeze | None = None,
 ) -> Any:
+    if freeze is not None:
+        ctx = dataclasses.replace(ctx, snapshot_window=freeze.window)
     env.registry.call_event("tapir_before_snapshot", asset=asset, run=info)
     ok = False
     try:
@@ -519,4 +545,6 @@ def _call_plugin(
         ok = True
     finally:
         env.registry.call_event("tapir_after_snapshot", asset=asset, run=info, ok=ok)
+    if freeze is not None:
+        freeze.annotate(result)
     return result

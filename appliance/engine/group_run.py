@@ -119,7 +119,7 @@ def run_group(
             check_member(env, job)  # a plugin may have changed since the group was made
             if not job.enabled:
                 raise TapirError(f"member job {job.name!r} is disabled: enable it to run the group")
-        members = _resolve_members(env, jobs, grun_id)
+        members = resolve_members(env, jobs, grun_id)
         _ensure_bases(env, members, worker, grun_id)
         freeze_seconds = _freeze_mark_thaw(env, members, group.freeze_window, label, clock)
         _set(env, grun_id, freeze_seconds=freeze_seconds)
@@ -176,7 +176,7 @@ def _finish(
             )
 
 
-def _resolve_members(env: EngineContext, jobs: list[Job], grun_id: int) -> list[Member]:
+def resolve_members(env: EngineContext, jobs: list[Job], grun_id: int) -> list[Member]:
     """Every asset of every member job, discovered now (as a backup run would)."""
     out: list[Member] = []
     with env.catalog.session() as s:
@@ -285,7 +285,7 @@ def _freeze_mark_thaw(
             problems += _mark_all(pool, members, ctxs, label, deadline - clock())
     finally:
         # Whatever happened above, nobody stays frozen.
-        thaw_problems = _thaw_all(pool, members, ctxs, freezes, late)
+        thaw_problems = thaw_all(pool, members, ctxs, freezes, late)
         ended = clock()
         pool.shutdown(wait=False)
     elapsed = ended - started
@@ -329,7 +329,7 @@ def _mark_all(
     return problems
 
 
-def _thaw_all(
+def thaw_all(
     pool: ThreadPoolExecutor,
     members: list[Member],
     ctxs: list[PluginContext],

@@ -78,6 +78,7 @@ from . import protection as protection_mod
 from . import rescan as rescan_mod
 from . import runs as runs_mod
 from . import schedules as schedules_mod
+from . import snapshot_freeze as snapshot_freeze_mod
 from . import usage as usage_mod
 from . import users as users_mod
 from .assets import jsonable
@@ -594,10 +595,13 @@ class Appliance:
         full_every: int | None = None,
         max_retries: int = 0,
         endpoint: str | None = None,
+        freeze_with: list[str] | None = None,
     ) -> Job:
         """Create a backup job; ``schedule`` is a cron expression in ``timezone``
         (default: the appliance's zone, followed when it changes). ``endpoint`` names a
-        registered endpoint of the same plugin (a vCenter...) whose assets the job protects."""
+        registered endpoint of the same plugin (a vCenter...) whose assets the job protects.
+        ``freeze_with`` names application jobs a hypervisor job freezes around each
+        snapshot (engine/snapshot_freeze.py)."""
         pools_mod.validate_name("job", name)
         source = self.registry.source_plugin(plugin)
         opts = dict(options or {})
@@ -668,6 +672,12 @@ class Appliance:
             timezone=tz,
             selection=selection,
         )
+        if freeze_with:
+            try:
+                self.update_job(name, freeze_with=freeze_with)
+            except Exception:
+                admin_mod.delete_job(self.env, name)  # a bad --freeze-with saves nothing
+                raise
         return self._job(name)
 
     def create_copy_job(
@@ -770,6 +780,10 @@ class Appliance:
         keep = old.discover if old is not None else True
         rules = RuleSet.parse(include, exclude, keep if discover is None else discover)
         selection = rules.as_selection() if rules.include or rules.exclude else {}
+        if job.selection and snapshot_freeze_mod.FREEZE_WITH in job.selection:
+            selection[snapshot_freeze_mod.FREEZE_WITH] = job.selection[
+                snapshot_freeze_mod.FREEZE_WITH
+            ]
         with self.catalog.session() as s:
             row = s.get(Job, job.id)
             if row is None:
@@ -1463,8 +1477,13 @@ class Appliance:
         timezone: str | None = None,
         pool: str | admin_mod.Keep = admin_mod.KEEP,
         retention: str | admin_mod.Keep | None = admin_mod.KEEP,
+        freeze_with: list[str] | None = None,
     ) -> Job:
-        """Change a job's options (replaced whole), schedule (None: none), pool or policy."""
+        """Change a job's options (replaced whole), schedule (None: none), pool or policy;
+        ``freeze_with`` replaces the application jobs it freezes ([]: none)."""
+        if freeze_with is not None:
+            frozen = snapshot_freeze_mod.set_freeze_with(self.env, name, freeze_with)
+            self._audit("job.freeze_with", name, jobs=frozen)
         changes = admin_mod.update_job(
             self.env,
             name,

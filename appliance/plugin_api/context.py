@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -113,6 +114,13 @@ class PluginContext:
     #: the ``tapir_notify`` hook). It returns at once and never raises; the plugin then
     #: waits, or fails with a clear error, as it would anyway.
     request_operator: Callable[[str, str], None] = lambda subject, body: None
+    #: Hypervisor plugins: wrap exactly the call that takes the snapshot (or the backup
+    #: start point) in ``with ctx.snapshot_window():``. The appliance freezes the
+    #: applications inside the VM that the job names (``freeze_with``) on entry and thaws
+    #: them on exit, also when the call raises; keep the block short, the applications
+    #: are stopped meanwhile. It never raises for a failed freeze (the snapshot is then
+    #: crash-consistent and the run says so). Outside such a job it does nothing.
+    snapshot_window: Callable[[], AbstractContextManager[None]] = nullcontext
     #: A folder the plugin owns for caches and state; it survives restarts.
     state_dir: Path | None = None
     #: Catalog look-ups offered to plugins, by name (documented in docs/plugin-guide.md).

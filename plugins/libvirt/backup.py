@@ -304,24 +304,26 @@ def _begin(
     warnings: list[str],
 ) -> BackupJob:
     modes = [DiskMode(p.disk, since if p.parent is not None else None) for p in plans]
-    frozen = False
-    if quiesce:
-        try:
-            dom.fsFreeze(None, 0)
-            frozen = True
-        except libvirt.libvirtError as exc:
-            warnings.append(
-                f"quiesce asked but the guest agent did not freeze the file systems "
-                f"({describe(exc)}): the backup is crash-consistent"
-            )
-    try:
-        return begin(dom, settings, modes, others, checkpoint, ctx)
-    finally:
-        if frozen:
+    # Applications first (they flush to the file systems), then the file systems.
+    with ctx.snapshot_window():
+        frozen = False
+        if quiesce:
             try:
-                dom.fsThaw(None, 0)
+                dom.fsFreeze(None, 0)
+                frozen = True
             except libvirt.libvirtError as exc:
-                warnings.append(f"thawing the guest's file systems failed: {describe(exc)}")
+                warnings.append(
+                    f"quiesce asked but the guest agent did not freeze the file systems "
+                    f"({describe(exc)}): the backup is crash-consistent"
+                )
+        try:
+            return begin(dom, settings, modes, others, checkpoint, ctx)
+        finally:
+            if frozen:
+                try:
+                    dom.fsThaw(None, 0)
+                except libvirt.libvirtError as exc:
+                    warnings.append(f"thawing the guest's file systems failed: {describe(exc)}")
 
 
 def backup_domain(

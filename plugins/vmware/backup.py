@@ -445,7 +445,8 @@ def backup_vm(
             datacenter_path(content, vm),
             settings.timeout,
         )
-        snap, quiesced = _snapshot(content, vm, name, quiesce, warnings)
+        with ctx.snapshot_window():  # the applications inside are frozen just for this call
+            snap, quiesced = _snapshot(content, vm, name, quiesce, warnings)
         label = f"of VM {name}"
         try:
             snap_config = snapshots.vm_properties(content, snap, ["config"])["config"]

@@ -398,14 +398,15 @@ def backup_vm(
                     f"quiesce asked for VM {name}, but it does not allow a quiesced snapshot "
                     "(no VSS provider in the guest, or not running): crash-consistent snapshot"
                 )
-        try:
-            snap = snapshots.create(api, vm, quiesce)
-        except XenAPI.Failure as exc:
-            if not quiesce:
-                raise
-            warnings.append(f"quiesced snapshot failed ({failure_text(exc)}): crash-consistent")
-            quiesce = False
-            snap = snapshots.create(api, vm, False)
+        with ctx.snapshot_window():  # the applications inside are frozen just for this
+            try:
+                snap = snapshots.create(api, vm, quiesce)
+            except XenAPI.Failure as exc:
+                if not quiesce:
+                    raise
+                warnings.append(f"quiesced snapshot failed ({failure_text(exc)}): crash-consistent")
+                quiesce = False
+                snap = snapshots.create(api, vm, False)
         try:
             notes: list[str] = []
             plans = plan_disks(api, snap, request.level, sink, cbt_vdis, notes)
