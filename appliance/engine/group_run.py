@@ -12,11 +12,18 @@ job is backed up in a run of its own (trigger ``group``), with its mark in
 (capability ``log``) is backed up at level log so that its point holds the log up
 to the mark, after a full backup taken before the freeze when it has none yet.
 The group run succeeds only when every member's backup does.
+
+A hypervisor member (a VM job) is not frozen: its backup starts in a thread at
+the beginning and its snapshot is taken inside the freeze window, after every
+application member is marked and before they are thawed (:mod:`.group_snapshot`);
+its transfer goes on after the thaw. A job of several VMs runs one backup run per
+VM, so that every snapshot can be taken inside the window.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -38,10 +45,11 @@ from ..catalog.models import (
 )
 from ..plugin_api.context import AssetInfo, EndpointInfo, PluginContext
 from ..plugin_api.errors import RunCanceled, TapirError
-from ..plugin_api.roles import ApplicationPlugin, BackupLevel
+from ..plugin_api.roles import ApplicationPlugin, BackupLevel, SourcePlugin
 from . import runs
 from .backup import backup_asset, conduct_run, describe_error, resolve_assets
 from .context import EngineContext
+from .group_snapshot import GROUP_KEY, MemberSnapshot, SnapshotGate
 from .groups import check_member, get_group
 from .monitor import RunMonitor
 from .pools import open_repository
@@ -70,7 +78,7 @@ class Member:
     pool: Pool
     endpoint: EndpointInfo | None
     endpoint_id: int | None
-    plugin: ApplicationPlugin
+    plugin: SourcePlugin
     asset_id: int
     asset: AssetInfo
     run_id: int = 0
@@ -120,11 +128,26 @@ def run_group(
             if not job.enabled:
                 raise TapirError(f"member job {job.name!r} is disabled: enable it to run the group")
         members = resolve_members(env, jobs, grun_id)
-        _ensure_bases(env, members, worker, grun_id)
-        freeze_seconds = _freeze_mark_thaw(env, members, group.freeze_window, label, clock)
-        _set(env, grun_id, freeze_seconds=freeze_seconds)
-        _note(grun_id, f"all members frozen, marked and thawed in {freeze_seconds:.3f} s")
-        _backup_members(env, members, worker, level, grun_id)
+        apps = [m for m in members if isinstance(m.plugin, ApplicationPlugin)]
+        vms = [m for m in members if not isinstance(m.plugin, ApplicationPlugin)]
+        _ensure_bases(env, apps, worker, grun_id)
+        if not apps:
+            raise TapirError("a consistency group needs an application member to freeze")
+        gate = SnapshotGate([m.title for m in vms], label)
+        threads: list[threading.Thread] = []
+        try:
+            _start_vm_backups(env, vms, gate, worker, level, grun_id, threads)
+            freeze_seconds = _freeze_mark_thaw(
+                env, apps, group.freeze_window, label, clock, gate if vms else None
+            )
+            _set(env, grun_id, freeze_seconds=freeze_seconds)
+            _note(grun_id, f"all members frozen, marked and thawed in {freeze_seconds:.3f} s")
+            _backup_members(env, apps, worker, level, grun_id)
+        finally:
+            # The first verdict wins: after a failure before it, no VM waits forever.
+            gate.settle(in_time=False)
+            for t in threads:
+                t.join()
     except Exception as exc:
         log.exception("group run %s of %s failed", grun_id, name)
         if isinstance(exc, FreezeFailed):
@@ -184,7 +207,6 @@ def resolve_members(env: EngineContext, jobs: list[Job], grun_id: int) -> list[M
         endpoints = {j.id: s.get(Endpoint, j.endpoint_id) if j.endpoint_id else None for j in jobs}
     for job in jobs:
         plugin = env.registry.source_plugin(job.plugin)
-        assert isinstance(plugin, ApplicationPlugin)
         ctx = env.plugin_context(job.plugin)
         endpoint = endpoints[job.id]
         info = (
@@ -260,11 +282,14 @@ def _freeze_mark_thaw(
     window: float,
     label: str,
     clock: Callable[[], float],
+    gate: SnapshotGate | None = None,
 ) -> float:
-    """Freeze all, mark all, thaw all; returns the seconds from first freeze to last thaw.
+    """Freeze all, mark all, [let every VM member take its snapshot,] thaw all; returns
+    the seconds from first freeze to last thaw.
 
     Raises TapirError (after every member thawed) when a member could not freeze in
-    time, a mark failed, a thaw failed or the window was overrun.
+    time, a mark failed, a snapshot was not taken in time, a thaw failed or the window
+    was overrun.
     """
     ctxs = [env.plugin_context(m.job.plugin) for m in members]
     pool = ThreadPoolExecutor(max_workers=len(members), thread_name_prefix="tapir-freeze")
@@ -283,7 +308,13 @@ def _freeze_mark_thaw(
                 problems.append(f"member {m.title} could not freeze: {_reason(f.exception())}")
         if not problems:
             problems += _mark_all(pool, members, ctxs, label, deadline - clock())
+        if gate is not None and not problems:
+            gate.open()
+            problems += gate.wait_taken(deadline - clock(), clock)
     finally:
+        if gate is not None:
+            # A VM not yet at its snapshot takes none now (harmless after the snapshots).
+            gate.give_up("; ".join(problems) or "the freeze failed")
         # Whatever happened above, nobody stays frozen.
         thaw_problems = thaw_all(pool, members, ctxs, freezes, late)
         ended = clock()
@@ -295,6 +326,8 @@ def _freeze_mark_thaw(
             f"the freeze window was overrun: {elapsed:.3f} s from the first freeze to the last "
             f"thaw, more than {window:g} s"
         )
+    if gate is not None:
+        gate.settle(in_time=not problems)
     if problems:
         raise FreezeFailed(
             "group run failed, every member thawed, no recovery point kept: " + "; ".join(problems),
@@ -385,6 +418,46 @@ def _start_run(env: EngineContext, job: Job, level: str, worker: str, grun_id: i
         return run.id
 
 
+def _start_vm_backups(
+    env: EngineContext,
+    members: list[Member],
+    gate: SnapshotGate,
+    worker: str,
+    level: str,
+    grun_id: int,
+    threads: list[threading.Thread],
+) -> None:
+    """One backup run per VM member, each in a thread (added to ``threads`` as it starts)
+    waiting at its snapshot window."""
+    for m in members:
+        m.run_id = _start_run(env, m.job, level, worker, grun_id)
+        thread = threading.Thread(
+            target=_vm_backup, args=(env, m, gate, worker), name=f"tapir-group-vm-{m.asset_id}"
+        )
+        thread.start()
+        threads.append(thread)
+
+
+def _vm_backup(env: EngineContext, member: Member, gate: SnapshotGate, worker: str) -> None:
+    try:
+        snapshot = MemberSnapshot(gate, member.title)
+        points = _conduct(
+            env, member.run_id, [member], worker, mark=True, freezes={member.asset_id: snapshot}
+        )
+        member.point = points.get(member.asset_id)
+        if member.point is None:
+            member.error = _run_error(env, member.run_id)
+        else:
+            # Set only now: during the backup a mark would reach the plugin as an option.
+            member.mark = {GROUP_KEY: gate.label}
+    except Exception as exc:
+        log.exception("group VM backup of %s failed", member.title)
+        member.error = describe_error(exc)
+    finally:
+        # A backup that ended before its snapshot: the group need not wait for it.
+        gate.failed(member.title, member.error or "the backup ended without a snapshot")
+
+
 def _backup_members(
     env: EngineContext, members: list[Member], worker: str, level: str, grun_id: int
 ) -> None:
@@ -405,9 +478,18 @@ def _backup_members(
 
 
 def _conduct(
-    env: EngineContext, run_id: int, members: list[Member], worker: str, *, mark: bool
+    env: EngineContext,
+    run_id: int,
+    members: list[Member],
+    worker: str,
+    *,
+    mark: bool,
+    freezes: dict[int, MemberSnapshot] | None = None,
 ) -> dict[int, str]:
-    """Back up ``members`` (assets of one job) in run ``run_id``; their points by asset id."""
+    """Back up ``members`` (assets of one job) in run ``run_id``; their points by asset id.
+
+    ``freezes`` gives a VM member asset its group snapshot window.
+    """
     with env.catalog.session() as s:
         run = s.get(Run, run_id)
     assert run is not None
@@ -447,6 +529,8 @@ def _conduct(
                         m.endpoint,
                         ctx,
                         monitor,
+                        # Duck-typed like snapshot_freeze.AssetFreeze: window() and annotate().
+                        freeze=(freezes or {}).get(m.asset_id),  # type: ignore[arg-type]
                     )
                 except RunCanceled:
                     raise

@@ -1,7 +1,8 @@
 """Consistency groups: which jobs are frozen together, their freeze window and schedule.
 
-A group names ordinary backup jobs (its members). A group run (:mod:`.group_run`)
-freezes every member's assets, names the moment on each (the plugins' ``mark``),
+A group names ordinary backup jobs (its members), at least one of an application
+plugin. A group run (:mod:`.group_run`) freezes every application member's assets,
+names the moment on each (the plugins' ``mark``), takes every VM member's snapshot,
 thaws them, then backs each member up so that its point can go back to that mark;
 :mod:`.group_restore` restores the members of one group run together.
 """
@@ -16,7 +17,7 @@ from sqlalchemy.orm import selectinload
 
 from ..catalog.models import ConsistencyGroup, ConsistencyGroupMember, GroupRun, Job, utcnow
 from ..plugin_api.errors import TapirError
-from ..plugin_api.roles import ApplicationPlugin
+from ..plugin_api.roles import ApplicationPlugin, HypervisorPlugin
 from .context import EngineContext
 from .copy import COPY_KIND
 from .pools import validate_name
@@ -56,13 +57,12 @@ def check_member(env: EngineContext, job: Job) -> None:
     if job.kind == COPY_KIND:
         raise TapirError(f"job {job.name!r} copies recovery points; a group member backs up")
     plugin = env.registry.source_plugin(job.plugin)
-    if not isinstance(plugin, ApplicationPlugin):
-        raise TapirError(
-            f"job {job.name!r} backs up hypervisor machines ({job.plugin}): a hypervisor member "
-            "needs a two-phase snapshot (prepare, then take inside the freeze window) that the "
-            "hypervisor plugin API does not offer yet, so it cannot join a consistency group "
-            "(see docs/user-guide/consistency-groups.md)"
-        )
+    if not isinstance(plugin, ApplicationPlugin | HypervisorPlugin):
+        raise TapirError(f"job {job.name!r} ({job.plugin}) backs up neither applications nor VMs")
+
+
+def _is_application(env: EngineContext, job: Job) -> bool:
+    return isinstance(env.registry.source_plugin(job.plugin), ApplicationPlugin)
 
 
 def create_group(
@@ -94,6 +94,11 @@ def create_group(
             raise KeyError(f"no job named {', '.join(map(repr, missing))}")
         for member in members:
             check_member(env, jobs[member])
+        if not any(_is_application(env, jobs[m]) for m in members):
+            raise ValueError(
+                "a consistency group needs at least one application member job: its VM "
+                "snapshots are taken while the applications are frozen"
+            )
         group = ConsistencyGroup(
             name=name,
             freeze_window=window,

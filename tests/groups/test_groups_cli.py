@@ -119,12 +119,15 @@ def app(tmp_path: Path) -> Iterator[Appliance]:
     appliance.close()
 
 
-def test_a_hypervisor_member_is_refused_clearly(app: Appliance) -> None:
+def test_a_hypervisor_member_joins_an_application_but_not_alone(app: Appliance) -> None:
     app.register_endpoint("vc", "vmware", "127.0.0.1:1", options={"user": "u"}, password="x")
     app.create_job("vms", "vmware", "p", endpoint="vc")
-    with pytest.raises(TapirError, match=r"job 'vms' backs up hypervisor machines .*two-phase"):
-        app.create_group("g", ["a", "vms"])
+    app.create_job("vms2", "vmware", "p", endpoint="vc")
+    with pytest.raises(ValueError, match="needs at least one application member"):
+        app.create_group("g", ["vms", "vms2"])
     assert app.groups() == []
+    app.create_group("g", ["a", "vms"])
+    assert [g.name for g in app.groups()] == ["g"]
 
 
 @pytest.mark.parametrize(
