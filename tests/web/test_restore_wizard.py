@@ -400,3 +400,37 @@ def test_download_from_the_browser(browser, served: Served, served_point) -> Non
             assert archive.extractfile(stored(src / "a.txt")).read() == b"first file\n"
     finally:
         context.close()
+
+
+def test_legal_hold_from_the_timeline_and_the_api(login, point, appliance: Appliance) -> None:
+    rp, _ = point
+    asset_id = appliance.recovery_point(rp).asset_id
+    reader = login("read-only")
+    refused = reader.post(
+        f"/api/v1/recovery-points/{rp}/hold", json={"hold": True}, headers=headers(reader)
+    )
+    assert refused.status_code == 403
+    operator = login("operator")
+    for bad in ({}, {"hold": "yes"}, {"hold": True, "why": "x"}):
+        answer = operator.post(
+            f"/api/v1/recovery-points/{rp}/hold", json=bad, headers=headers(operator)
+        )
+        assert answer.status_code == 400, bad
+    assert appliance.recovery_point(rp).legal_hold is False
+    placed = operator.post(
+        f"/api/v1/recovery-points/{rp}/hold", json={"hold": True}, headers=headers(operator)
+    )
+    assert placed.status_code == 200 and placed.get_json()["legal_hold"] is True
+    assert appliance.recovery_point(rp).legal_hold is True
+    # The timeline page lifts it with a form (CSRF-protected), and says so.
+    page = operator.get(f"/restore/assets/{asset_id}").get_data(as_text=True)
+    assert "Lift hold" in page
+    assert operator.post(f"/restore/points/{rp}/hold", data={"hold": "no"}).status_code == 400
+    lifted = operator.post(
+        f"/restore/points/{rp}/hold",
+        data={"hold": "no", "csrf_token": page_csrf(operator, "/")},
+    )
+    assert lifted.status_code == 303
+    assert appliance.recovery_point(rp).legal_hold is False
+    actions = [e.action for e in appliance.audit_events() if e.target == rp]
+    assert actions.count("hold") == 1 and actions.count("unhold") == 1

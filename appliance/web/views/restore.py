@@ -398,6 +398,20 @@ def asset(asset_id: int) -> str | tuple[str, int]:
     return render_template("restore/points.html", asset=points[0].asset, days=days)
 
 
+@bp.post("/points/<point_id>/hold")
+@requires("operator")
+def hold(point_id: str) -> Response | tuple[str, int]:
+    """Place or lift a point's legal hold (a held point is never pruned); audited."""
+    want = request.form.get("hold") == "yes"
+    try:
+        point = appliance().recovery_point(point_id)
+        appliance().set_legal_hold(point.id, want)
+    except KeyError as exc:
+        return _message(exc), 404
+    flash(f"Legal hold {'placed on' if want else 'lifted from'} {point.id[:12]}.", "ok")
+    return redirect(url_for("restore.asset", asset_id=point.asset_id), 303)
+
+
 @bp.get("/points/<point_id>")
 @requires("operator")
 def choose(point_id: str) -> str | tuple[str, int]:
@@ -618,6 +632,20 @@ def api_restore(point_id: str) -> tuple[Response, int]:
         return jsonify({"target": str(plan.target), **report.to_json()}), 200
     run_id = start(plan)
     return jsonify(progress.run(appliance(), run_id)), 202
+
+
+@api_bp.post("/recovery-points/<point_id>/hold")
+@requires("operator")
+@body({"type": "object", "required": ["hold"], "properties": {"hold": {"type": "boolean"}}})
+def api_hold(point_id: str) -> Response:
+    """Place (``{"hold": true}``) or lift a point's legal hold; a held point is never pruned."""
+    data = _json_object()
+    want = data.get("hold")
+    if not isinstance(want, bool) or set(data) != {"hold"}:
+        raise ValueError('the body must be {"hold": true} or {"hold": false}')
+    point = appliance().recovery_point(point_id)
+    appliance().set_legal_hold(point.id, want)
+    return jsonify({"recovery_point": point.id, "legal_hold": want})
 
 
 @api_bp.post("/recovery-points/<point_id>/download")
