@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from tapir.appliance.plugin_api import Extent, PluginError
@@ -45,11 +46,23 @@ def changed_extents(path: Path, incremental: bool) -> tuple[int, list[Extent]]:
     return size, merge(found)
 
 
+#: How long QEMU may keep its lock on a pushed file after libvirt reports the job done.
+LOCK_RELEASE_WAIT = 15.0
+
+
 def _qemu_img(args: list[str], path: Path) -> object:
-    result = subprocess.run(["qemu-img", *args], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise PluginError(f"qemu-img {args[0]} of the push backup {path} failed: {result.stderr}")
-    return json.loads(result.stdout)
+    # libvirt reports the backup job finished a moment before QEMU closes the target
+    # file; until then its image lock refuses even a read-only open.
+    deadline = time.monotonic() + LOCK_RELEASE_WAIT
+    while True:
+        result = subprocess.run(["qemu-img", *args], capture_output=True, text=True, check=False)
+        if result.returncode == 0:
+            return json.loads(result.stdout)
+        if "Failed to get shared" not in result.stderr or time.monotonic() > deadline:
+            raise PluginError(
+                f"qemu-img {args[0]} of the push backup {path} failed: {result.stderr}"
+            )
+        time.sleep(0.1)
 
 
 def open_copy(path: Path) -> NbdExport:
