@@ -16,7 +16,7 @@ import re
 import ssl
 from typing import Any
 
-from .context import EndpointInfo, PluginContext
+from .context import EndpointInfo, OptionSpec, PluginContext
 from .errors import PluginError
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
@@ -169,3 +169,37 @@ def tls_context(
         context.verify_mode = ssl.CERT_NONE
         return context
     return ssl.create_default_context(cafile=ca_file)
+
+
+def login_option_specs(user_help: str) -> list[OptionSpec]:
+    """The ``user`` and ``password_secret`` options that :func:`endpoint_credentials` reads."""
+    return [
+        OptionSpec("user", "str", user_help, True),
+        OptionSpec(
+            "password_secret",
+            "secret",
+            "name of the sealed catalog secret holding the password (set by `tapir endpoint add`)",
+            True,
+        ),
+    ]
+
+
+def tls_option_specs(default_timeout: int, certificate: str = "the server") -> list[OptionSpec]:
+    """``verify_tls``, ``fingerprint``, ``ca_file`` and ``timeout``, as :func:`tls_context`,
+    :func:`pinned_fingerprint` and :func:`positive_int` read them."""
+    return [
+        OptionSpec(
+            "verify_tls",
+            "bool",
+            "verify the server certificate against the system's CAs (or ca_file)",
+            default=True,
+        ),
+        OptionSpec(
+            "fingerprint",
+            "str",
+            f"SHA-256 fingerprint of {certificate}'s certificate to accept instead of a "
+            "CA-signed one",
+        ),
+        OptionSpec("ca_file", "path", "CA certificates (PEM) to verify the server against"),
+        OptionSpec("timeout", "int", "seconds to wait for an answer", default=default_timeout),
+    ]

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from tapir.appliance.plugin_api import OptionSpec, PluginError
+from tapir.appliance.plugin_api.option_values import parse_bool
 
 OPTION_SPECS: list[OptionSpec] = [
     OptionSpec(
@@ -108,8 +109,4 @@ def _pattern(value: object, name: str) -> str:
 
 
 def _as_bool(value: object, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in {"true", "yes", "1", "false", "no", "0"}:
-        return value.lower() in {"true", "yes", "1"}
-    raise PluginError(f"files: option {name!r} must be true or false, not {value!r}")
+    return parse_bool(value, name, "files: option")

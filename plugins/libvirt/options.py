@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tapir.appliance.plugin_api import EndpointInfo, OptionSpec, PluginContext, PluginError
+from tapir.appliance.plugin_api.option_values import parse_bool
 
 _URI_SCHEME = re.compile(r"^[a-z][a-z0-9]*(\+[a-z0-9]+)?$")
 
@@ -118,15 +119,6 @@ class ConnectionSettings:
     backup_mode: str = PULL
     push_dir: Path | None = None
     push_dir_local: Path | None = None
-
-
-def parse_bool(value: object, name: str) -> bool:
-    """An option's boolean value (true/false, yes/no, 1/0), or a PluginError naming it."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
-        return value.lower() in ("true", "yes", "1")
-    raise PluginError(f"option {name!r} must be true or false, not {value!r}")
 
 
 def quiesce_wanted(options: dict[str, object]) -> bool:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tapir.appliance.plugin_api import EndpointInfo, OptionSpec, PluginContext, PluginError
+from tapir.appliance.plugin_api.option_values import parse_bool
 
 DEFAULT_PORT = 5432
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -112,14 +113,6 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _bool(value: object, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
-        return value.lower() in ("true", "yes", "1")
-    raise PluginError(f"endpoint option {name!r} must be true or false, not {value!r}")
-
-
 def settings_from(
     name: str, address: str, opts: Mapping[str, object], ctx: PluginContext
 ) -> ConnectionSettings:
@@ -148,11 +141,15 @@ def settings_from(
     if (
         ca_file
         and sslmode in ("allow", "prefer", "require")
-        and _bool(opts.get("verify_tls", True), "verify_tls")
+        and parse_bool(opts.get("verify_tls", True), "verify_tls", "endpoint option")
     ):
         sslmode = "verify-full"  # a CA given means the operator wants it checked
     verify = opts.get("verify_tls")
-    if verify is not None and not _bool(verify, "verify_tls") and sslmode.startswith("verify"):
+    if (
+        verify is not None
+        and not parse_bool(verify, "verify_tls", "endpoint option")
+        and sslmode.startswith("verify")
+    ):
         sslmode = "require"
     slot = str(opts.get("slot") or "tapir")
     if not _SLOT_NAME.match(slot):

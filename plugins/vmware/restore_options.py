@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tapir.appliance.plugin_api import OptionSpec, PluginError, RestoreRequest
+from tapir.appliance.plugin_api.option_values import parse_bool
 
 MODES = ("vm", "disk", "download")
 
@@ -68,12 +69,7 @@ def _text(options: dict[str, object], name: str) -> str | None:
 
 
 def _bool(options: dict[str, object], name: str) -> bool:
-    value = options.get(name, False)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
-        return value.lower() in ("true", "yes", "1")
-    raise PluginError(f"restore option {name!r} must be true or false, not {value!r}")
+    return parse_bool(options.get(name, False), name, "restore option")
 
 
 def parse_network(text: str | None) -> dict[str, str]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from tapir.appliance.plugin_api import EndpointInfo, OptionSpec, PluginContext, PluginError
 from tapir.appliance.plugin_api.endpoints import (
     endpoint_credentials,
+    login_option_specs,
     pinned_fingerprint,
     positive_int,
+    tls_option_specs,
 )
+from tapir.appliance.plugin_api.option_values import parse_bool as as_bool
 
 from .connection import DEFAULT_TIMEOUT, ConnectionSettings, parse_address
 
@@ -18,26 +21,8 @@ ENDPOINT_OPTIONS = [
         "pool master (any pool member works: the master is found), HOST[:PORT]",
         True,
     ),
-    OptionSpec("user", "str", "user name, e.g. root or an RBAC account", True),
-    OptionSpec(
-        "password_secret",
-        "secret",
-        "name of the sealed catalog secret holding the password (set by `tapir endpoint add`)",
-        True,
-    ),
-    OptionSpec(
-        "verify_tls",
-        "bool",
-        "verify the server certificate against the system's CAs (or ca_file)",
-        default=True,
-    ),
-    OptionSpec(
-        "fingerprint",
-        "str",
-        "SHA-256 fingerprint of the pool's certificate to accept instead of a CA-signed one",
-    ),
-    OptionSpec("ca_file", "path", "CA certificates (PEM) to verify the server against"),
-    OptionSpec("timeout", "int", "seconds to wait for an answer", default=DEFAULT_TIMEOUT),
+    *login_option_specs("user name, e.g. root or an RBAC account"),
+    *tls_option_specs(DEFAULT_TIMEOUT, certificate="the pool"),
 ]
 
 JOB_OPTIONS = [
@@ -54,15 +39,6 @@ JOB_OPTIONS = [
         default=True,
     ),
 ]
-
-
-def as_bool(value: object, name: str, what: str = "option") -> bool:
-    """A boolean option given as a bool or as true/false, yes/no, 1/0."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
-        return value.lower() in ("true", "yes", "1")
-    raise PluginError(f"{what} {name!r} must be true or false, not {value!r}")
 
 
 def connection_settings(endpoint: EndpointInfo, ctx: PluginContext) -> ConnectionSettings:
