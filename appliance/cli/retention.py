@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from .output import print_json, print_table
 from .records import retention_record, retention_summary
 from .state import CliState, pass_state
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group()
@@ -18,36 +23,38 @@ def _count(flag: str, help: str):  # type: ignore[no-untyped-def]
     return click.option(flag, type=click.IntRange(min=0), default=None, help=help)
 
 
-@retention.command("create")
-@click.argument("name")
-@_count("--keep-within", "Keep every point younger than DAYS days.")
-@_count("--keep-last", "Keep the N newest points.")
-@_count("--keep-daily", "Keep the newest point of each of the last N days.")
-@_count("--keep-weekly", "Keep the newest point of each of the last N weeks.")
-@_count("--keep-monthly", "Keep the newest point of each of the last N months.")
-@_count("--keep-yearly", "Keep the newest point of each of the last N years.")
-@pass_state
-def retention_create(
-    state: CliState,
-    name: str,
-    keep_within: int | None,
-    keep_last: int | None,
-    keep_daily: int | None,
-    keep_weekly: int | None,
-    keep_monthly: int | None,
-    keep_yearly: int | None,
-) -> None:
-    """Create the retention policy NAME."""
-    rules = {
-        "keep_within_days": keep_within,
-        "keep_last": keep_last,
-        "keep_daily": keep_daily,
-        "keep_weekly": keep_weekly,
-        "keep_monthly": keep_monthly,
-        "keep_yearly": keep_yearly,
-    }
+_RULE_FLAGS = (
+    ("--keep-within", "Keep every point younger than DAYS days."),
+    ("--keep-last", "Keep the N newest points."),
+    ("--keep-daily", "Keep the newest point of each of the last N days."),
+    ("--keep-weekly", "Keep the newest point of each of the last N weeks."),
+    ("--keep-monthly", "Keep the newest point of each of the last N months."),
+    ("--keep-yearly", "Keep the newest point of each of the last N years."),
+)
+
+
+def _rule_options(command: F) -> F:
+    """The --keep-* options of ``create`` and ``set``."""
+    for flag, help in reversed(_RULE_FLAGS):
+        command = _count(flag, help)(command)
+    return command
+
+
+def _rules(counts: dict[str, int | None]) -> dict[str, int | None]:
+    """The policy's rules from the --keep-* options; at least one is required."""
+    rules = {("keep_within_days" if k == "keep_within" else k): v for k, v in counts.items()}
     if not any(rules.values()):
         raise click.UsageError("give at least one --keep-* rule")
+    return rules
+
+
+@retention.command("create")
+@click.argument("name")
+@_rule_options
+@pass_state
+def retention_create(state: CliState, name: str, **counts: int | None) -> None:
+    """Create the retention policy NAME."""
+    rules = _rules(counts)
     policy = state.appliance().create_retention_policy(name, **rules)
     click.echo(f"created retention policy {policy.name}: {retention_summary(policy)}")
 
@@ -70,34 +77,11 @@ def retention_list(state: CliState, as_json: bool) -> None:
 
 @retention.command("set")
 @click.argument("name")
-@_count("--keep-within", "Keep every point younger than DAYS days.")
-@_count("--keep-last", "Keep the N newest points.")
-@_count("--keep-daily", "Keep the newest point of each of the last N days.")
-@_count("--keep-weekly", "Keep the newest point of each of the last N weeks.")
-@_count("--keep-monthly", "Keep the newest point of each of the last N months.")
-@_count("--keep-yearly", "Keep the newest point of each of the last N years.")
+@_rule_options
 @pass_state
-def retention_set(
-    state: CliState,
-    name: str,
-    keep_within: int | None,
-    keep_last: int | None,
-    keep_daily: int | None,
-    keep_weekly: int | None,
-    keep_monthly: int | None,
-    keep_yearly: int | None,
-) -> None:
+def retention_set(state: CliState, name: str, **counts: int | None) -> None:
     """Replace the rules of policy NAME (a rule not given is cleared)."""
-    rules = {
-        "keep_within_days": keep_within,
-        "keep_last": keep_last,
-        "keep_daily": keep_daily,
-        "keep_weekly": keep_weekly,
-        "keep_monthly": keep_monthly,
-        "keep_yearly": keep_yearly,
-    }
-    if not any(rules.values()):
-        raise click.UsageError("give at least one --keep-* rule")
+    rules = _rules(counts)
     policy = state.appliance().update_retention_policy(name, **rules)
     click.echo(f"retention policy {policy.name}: {retention_summary(policy)}")
 
