@@ -65,3 +65,14 @@ def test_users_and_the_last_admin(invoke, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "at least 12 characters" in result.stderr
     users = json.loads(invoke("user", "list", "--json").stdout)
     assert [(u["username"], u["role"]) for u in users] == [("bob", "admin")]
+
+
+def test_a_policy_needs_at_least_one_rule(invoke) -> None:  # type: ignore[no-untyped-def]
+    assert invoke("init").exit_code == 0
+    for args in (("create", "empty"), ("set", "empty")):
+        result = invoke("retention", *args)
+        assert result.exit_code == 2 and "give at least one --keep-* rule" in result.output
+    assert invoke("retention", "create", "week", "--keep-within", "7").exit_code == 0
+    assert invoke("retention", "set", "week").exit_code == 2
+    shown = invoke("retention", "list", "--json").output
+    assert '"keep_within_days": 7' in shown
