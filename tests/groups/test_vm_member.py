@@ -15,12 +15,10 @@ from typing import Any
 import pytest
 from pyVim.task import WaitForTask
 from vcsim_server import Vcsim
+from vmware.appliances import vcsim_appliance
 from vmware.conftest import vcsim, vcsim_binary, vsphere  # noqa: F401  (fixtures)
 from vmware.vm_disks import MiB, disk_bytes, prepare_disk, snapshot_names
 
-from tapir.appliance import security
-from tapir.appliance.catalog.database import Catalog
-from tapir.appliance.config import Settings
 from tapir.appliance.engine.service import Appliance
 from tapir.appliance.plugin_api import (
     ApplicationPlugin,
@@ -34,9 +32,6 @@ from tapir.appliance.plugin_api import (
     PluginError,
     hookimpl,
 )
-from tapir.appliance.plugin_manager import load_plugins
-from tapir.plugins.disk import plugin as disk_plugin
-from tapir.plugins.vmware import plugin as vmware_plugin
 
 VM = "DC0_H0_VM0"
 SNAPSHOTS = "CreateSnapshot_Task"
@@ -101,23 +96,7 @@ def guestdb(vcsim: Vcsim) -> GuestDatabase:  # noqa: F811
 @pytest.fixture
 def app(tmp_path: Path, vcsim: Vcsim, guestdb: GuestDatabase) -> Iterator[Appliance]:  # noqa: F811
     """vmware, disk and the guest database; the group ``shop`` of job ``db`` and VM job ``vms``."""
-    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
-    catalog.upgrade()
-    settings = Settings(home=tmp_path / "home", database_url=catalog.url)
-    security.create_master_key(settings)
-    registry = load_plugins(
-        extra=[vmware_plugin, disk_plugin, _Registration(guestdb)], entry_points=False
-    )
-    assert not registry.failures, registry.failures
-    appliance = Appliance(settings, catalog, registry)
-    appliance.create_pool("default", "disk", path=tmp_path / "pool")
-    appliance.register_endpoint(
-        "vc",
-        "vmware",
-        vcsim.address,
-        options={"user": vcsim.username, "fingerprint": vcsim.fingerprint},
-        password=vcsim.password,
-    )
+    appliance = vcsim_appliance(tmp_path, vcsim, extra=[_Registration(guestdb)])
     appliance.create_job("db", "guestdb", "default")
     appliance.create_job("vms", "vmware", "default", selection={"assets": [VM]}, endpoint="vc")
     appliance.create_group("shop", ["db", "vms"])

@@ -11,16 +11,11 @@ import pytest
 from pyVim.task import WaitForTask
 from pyVmomi import vim
 from vcsim_server import Vcsim
+from vmware.appliances import vcsim_appliance
 from vmware.inventory_changes import find, remove_vm
 
-from tapir.appliance import security
-from tapir.appliance.catalog.database import Catalog
 from tapir.appliance.catalog.models import RunState
-from tapir.appliance.config import Settings
 from tapir.appliance.engine.service import Appliance
-from tapir.appliance.plugin_manager import load_plugins
-from tapir.plugins.disk import plugin as disk_plugin
-from tapir.plugins.vmware import plugin as vmware_plugin
 
 from .conftest import log_of
 
@@ -29,21 +24,7 @@ PROD = "/DC0/vm/prod"
 
 @pytest.fixture
 def app(tmp_path: Path, vcsim: Vcsim) -> Iterator[Appliance]:
-    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
-    catalog.upgrade()
-    settings = Settings(home=tmp_path / "home", database_url=catalog.url)
-    security.create_master_key(settings)
-    registry = load_plugins(extra=[vmware_plugin, disk_plugin], entry_points=False)
-    assert not registry.failures, registry.failures
-    appliance = Appliance(settings, catalog, registry)
-    appliance.create_pool("pool", "disk", path=tmp_path / "pool")
-    appliance.register_endpoint(
-        "vc",
-        "vmware",
-        vcsim.address,
-        options={"user": vcsim.username, "fingerprint": vcsim.fingerprint},
-        password=vcsim.password,
-    )
+    appliance = vcsim_appliance(tmp_path, vcsim, pool="pool")
     yield appliance
     appliance.close()
 

@@ -10,19 +10,14 @@ from typing import Any
 import pytest
 from vcsim_server import Vcsim
 
-from tapir.appliance import security
-from tapir.appliance.catalog.database import Catalog
-from tapir.appliance.config import Settings
 from tapir.appliance.datapath.reader import RecoveryPointReader
 from tapir.appliance.engine.service import Appliance
 from tapir.appliance.plugin_api import ItemKind, PluginError
-from tapir.appliance.plugin_manager import load_plugins
-from tapir.plugins.disk import plugin as disk_plugin
-from tapir.plugins.vmware import plugin as vmware_plugin
 from tapir.plugins.vmware import snapshots
 from tapir.plugins.vmware.datastore import DatastoreFiles, DatastorePath, flat_extent
 from tapir.plugins.vmware.role import VmwarePlugin
 
+from .appliances import vcsim_appliance
 from .cbt_helpers import allocated_bytes
 from .vm_disks import (
     MiB,
@@ -41,21 +36,7 @@ SIZE = 14 * MiB + 512 * 1024  # not a multiple of the engine's 4 MiB disk chunks
 @pytest.fixture
 def app(tmp_path: Path, vcsim: Vcsim) -> Iterator[Appliance]:
     """An appliance with the vmware and disk plugins, a disk pool and vcsim registered."""
-    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
-    catalog.upgrade()
-    settings = Settings(home=tmp_path / "home", database_url=catalog.url)
-    security.create_master_key(settings)
-    registry = load_plugins(extra=[vmware_plugin, disk_plugin], entry_points=False)
-    assert not registry.failures, registry.failures
-    appliance = Appliance(settings, catalog, registry)
-    appliance.create_pool("default", "disk", path=tmp_path / "pool")
-    appliance.register_endpoint(
-        "vc",
-        "vmware",
-        vcsim.address,
-        options={"user": vcsim.username, "fingerprint": vcsim.fingerprint},
-        password=vcsim.password,
-    )
+    appliance = vcsim_appliance(tmp_path, vcsim)
     yield appliance
     appliance.close()
 

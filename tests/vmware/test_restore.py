@@ -20,10 +20,7 @@ from click.testing import CliRunner
 from pyVmomi import vim
 from vcsim_server import Vcsim
 
-from tapir.appliance import security
-from tapir.appliance.catalog.database import Catalog
 from tapir.appliance.cli.main import build_cli
-from tapir.appliance.config import Settings
 from tapir.appliance.datapath.reader import RecoveryPointReader
 from tapir.appliance.engine.service import Appliance
 from tapir.appliance.plugin_api import (
@@ -46,6 +43,7 @@ from tapir.plugins.vmware import plugin as vmware_plugin
 from tapir.plugins.vmware.datastore import DatastorePath, flat_extent
 from tapir.plugins.vmware.role import VmwarePlugin
 
+from .appliances import vcsim_appliance
 from .vm_disks import MiB, disk_bytes, find_vm, prepare_disk
 
 VM = "DC0_H0_VM0"
@@ -75,21 +73,7 @@ class Progress:
 @pytest.fixture
 def app(tmp_path: Path, vcsim: Vcsim) -> Iterator[Appliance]:
     """An appliance with the vmware and disk plugins, a disk pool and vcsim registered."""
-    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
-    catalog.upgrade()
-    settings = Settings(home=tmp_path / "home", database_url=catalog.url)
-    security.create_master_key(settings)
-    registry = load_plugins(extra=[vmware_plugin, disk_plugin], entry_points=False)
-    assert not registry.failures, registry.failures
-    appliance = Appliance(settings, catalog, registry)
-    appliance.create_pool("default", "disk", path=tmp_path / "pool")
-    appliance.register_endpoint(
-        "vc",
-        "vmware",
-        vcsim.address,
-        options={"user": vcsim.username, "fingerprint": vcsim.fingerprint},
-        password=vcsim.password,
-    )
+    appliance = vcsim_appliance(tmp_path, vcsim)
     yield appliance
     appliance.close()
 

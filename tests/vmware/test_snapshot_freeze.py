@@ -16,10 +16,7 @@ import pytest
 from click.testing import CliRunner
 from vcsim_server import Vcsim
 
-from tapir.appliance import security
-from tapir.appliance.catalog.database import Catalog
 from tapir.appliance.cli.main import build_cli
-from tapir.appliance.config import Settings
 from tapir.appliance.engine import snapshot_freeze
 from tapir.appliance.engine.service import Appliance
 from tapir.appliance.plugin_api import (
@@ -32,10 +29,8 @@ from tapir.appliance.plugin_api import (
     PluginError,
     hookimpl,
 )
-from tapir.appliance.plugin_manager import load_plugins
-from tapir.plugins.disk import plugin as disk_plugin
-from tapir.plugins.vmware import plugin as vmware_plugin
 
+from .appliances import vcsim_appliance
 from .vm_disks import MiB, disk_bytes, prepare_disk, snapshot_names
 
 VM = "DC0_H0_VM0"
@@ -101,23 +96,7 @@ def guestdb(vcsim: Vcsim) -> GuestDatabases:
 @pytest.fixture
 def app(tmp_path: Path, vcsim: Vcsim, guestdb: GuestDatabases) -> Iterator[Appliance]:
     """vmware, disk and the guest databases; a VM job freezing the database job ``db``."""
-    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
-    catalog.upgrade()
-    settings = Settings(home=tmp_path / "home", database_url=catalog.url)
-    security.create_master_key(settings)
-    registry = load_plugins(
-        extra=[vmware_plugin, disk_plugin, _Registration(guestdb)], entry_points=False
-    )
-    assert not registry.failures, registry.failures
-    appliance = Appliance(settings, catalog, registry)
-    appliance.create_pool("default", "disk", path=tmp_path / "pool")
-    appliance.register_endpoint(
-        "vc",
-        "vmware",
-        vcsim.address,
-        options={"user": vcsim.username, "fingerprint": vcsim.fingerprint},
-        password=vcsim.password,
-    )
+    appliance = vcsim_appliance(tmp_path, vcsim, extra=[_Registration(guestdb)])
     appliance.create_job("db", "guestdb", "default")
     yield appliance
     appliance.close()

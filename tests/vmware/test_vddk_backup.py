@@ -14,17 +14,12 @@ import pytest
 from pyVim.task import WaitForTask
 from vcsim_server import Vcsim
 
-from tapir.appliance import security
-from tapir.appliance.catalog.database import Catalog
-from tapir.appliance.config import Settings
 from tapir.appliance.datapath.reader import RecoveryPointReader
 from tapir.appliance.engine.service import Appliance
 from tapir.appliance.plugin_api import ItemKind
-from tapir.appliance.plugin_manager import load_plugins
-from tapir.plugins.disk import plugin as disk_plugin
-from tapir.plugins.vmware import plugin as vmware_plugin
 from tapir.plugins.vmware.connection import format_fingerprint
 
+from .appliances import vcsim_appliance
 from .cbt_helpers import CBT_BLOCK, allocated_bytes, served_bytes
 from .fake_vddk import FakeVddk, build_fake_vddk
 from .test_vddk import _nbdkit_children
@@ -42,24 +37,13 @@ def fake_vddk(tmp_path_factory: pytest.TempPathFactory) -> FakeVddk:
 @pytest.fixture
 def app(tmp_path: Path, vcsim: Vcsim, fake_vddk: FakeVddk) -> Iterator[Appliance]:
     """An appliance whose vCenter endpoint reads disks through VDDK."""
-    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
-    catalog.upgrade()
-    settings = Settings(home=tmp_path / "home", database_url=catalog.url)
-    security.create_master_key(settings)
-    registry = load_plugins(extra=[vmware_plugin, disk_plugin], entry_points=False)
-    appliance = Appliance(settings, catalog, registry)
-    appliance.create_pool("default", "disk", path=tmp_path / "pool")
-    appliance.register_endpoint(
-        "vc",
-        "vmware",
-        vcsim.address,
-        options={
-            "user": vcsim.username,
-            "fingerprint": vcsim.fingerprint,
+    appliance = vcsim_appliance(
+        tmp_path,
+        vcsim,
+        endpoint_options={
             "vddk_libdir": str(fake_vddk.libdir),
             "vddk_plugin": str(fake_vddk.plugin),
         },
-        password=vcsim.password,
     )
     appliance.create_job("vms", "vmware", "default", selection={"assets": [VM]}, endpoint="vc")
     yield appliance
